@@ -1,0 +1,94 @@
+"""``zoo``: the lightning-zoo command line.
+
+``zoo fit|validate|test|predict --config configs/<model>_<data>.yaml`` runs LightningCLI with
+model, data and trainer built from the config; ``zoo list [PATTERN]`` prints the model registry.
+``ZooCLI(args=[...], run=False)`` builds the same objects from Python (tests use it).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from lightning.pytorch import LightningDataModule
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.cli import LightningCLI
+
+import datamodules  # noqa: F401  (registers the DataModules for class_path short names)
+from zoo.tasks import ZooTask
+
+
+class ZooCLI(LightningCLI):
+    """LightningCLI with the zoo's conventions.
+
+    * ``model`` is any ``ZooTask`` and ``data`` any LightningDataModule, chosen by ``class_path``.
+    * What the data knows is linked into the model once the DataModule exists: ``num_classes``,
+      ``input_shape`` and the ``preprocessing`` spec, so configs never repeat them.
+    * EarlyStopping (``early_stopping.*``) and ModelCheckpoint (``checkpoint.*``) are always on and
+      watch ``val/loss``; ``zoo fit`` ends by testing the best checkpoint.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("subclass_mode_model", True)
+        kwargs.setdefault("subclass_mode_data", True)
+        kwargs.setdefault("seed_everything_default", 0)
+        kwargs.setdefault("save_config_kwargs", {"overwrite": True})
+        kwargs.setdefault("auto_configure_optimizers", False)  # tasks configure their own, from plain values
+        super().__init__(ZooTask, LightningDataModule, *args, **kwargs)
+
+    def add_arguments_to_parser(self, parser) -> None:
+        for attr in ("num_classes", "input_shape", "preprocessing"):
+            parser.link_arguments(f"data.{attr}", f"model.init_args.{attr}", apply_on="instantiate")
+        parser.add_lightning_class_args(EarlyStopping, "early_stopping")
+        parser.set_defaults({"early_stopping.monitor": "val/loss", "early_stopping.mode": "min", "early_stopping.patience": 10})
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.set_defaults(
+            {
+                "checkpoint.monitor": "val/loss",
+                "checkpoint.mode": "min",
+                "checkpoint.filename": "best-{epoch:02d}",
+                "checkpoint.save_top_k": 1,
+                "checkpoint.save_last": True,
+            }
+        )
+
+    def after_fit(self) -> None:
+        """Report the test metrics of the best checkpoint (the weights ModelCheckpoint kept)."""
+        trainer = self.trainer
+        if trainer.interrupted:
+            return
+        best = getattr(trainer.checkpoint_callback, "best_model_path", "") or ""
+        if best:
+            print(f"\nTesting the best checkpoint: {best}")
+            trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best)
+        else:  # fast_dev_run and checkpointing off write no checkpoint: test the weights in memory
+            print("\nNo checkpoint was written (fast_dev_run or checkpointing off); testing the final weights")
+            trainer.test(self.model, datamodule=self.datamodule)
+
+
+def print_models(pattern: str | None = None) -> None:
+    import zoo
+
+    rows = [zoo.model_info(n) for n in zoo.list_models(pattern)]
+    header = ("name", "task", "input", "params", "config", "paper")
+    table = [
+        (r["name"], r["task"], "x".join(map(str, r["input_shape"])), f"{r['num_params']:,}", r["default_config"] or "-", r["paper"])
+        for r in rows
+    ]
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *table)]
+    for i, row in enumerate([header, *table]):
+        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip())
+        if i == 0:
+            print("  ".join("-" * w for w in widths))
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "list":
+        print_models(argv[1] if len(argv) > 1 else None)
+        return
+    ZooCLI(args=argv if argv != sys.argv[1:] else None)
+
+
+if __name__ == "__main__":
+    main()

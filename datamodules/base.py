@@ -1,0 +1,238 @@
+"""Leak-proof in-memory DataModule machinery.
+
+The rules every zoo DataModule follows (and tests prove):
+
+1. Split first, inside ``setup()``, from a seed: the same indices on every rank and every call
+   (no randomness from the global RNG, nothing computed in ``prepare_data``).
+2. Fit every statistic on the training rows only (scikit-learn's ``StandardScaler``, fitted the
+   way a ``Pipeline`` fits it) and never look at validation or test rows while fitting.
+3. Keep the fitted state in ``state_dict()`` (saved in every Lightning checkpoint) together with a
+   fingerprint of the data and a hash of the split; on resume the saved split must match, or a
+   clear error says what changed before anything trains.
+4. Yield raw samples; the model owns the fitted input transform (``preprocessing``), so a loaded
+   checkpoint predicts on raw input with no DataModule and training and serving cannot disagree.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+from sklearn.model_selection import train_test_split
+from sklearn.preprocessing import StandardScaler
+from torch.utils.data import DataLoader, Dataset, TensorDataset
+
+
+def _sha256(*arrays: np.ndarray) -> str:
+    h = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(str(a.dtype).encode() + str(a.shape).encode())
+        h.update(a.tobytes())
+    return h.hexdigest()[:16]
+
+
+class TransformedDataset(Dataset):
+    """Raw samples with a per-sample transform (augmentation of the training split)."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, transform) -> None:
+        self.x, self.y, self.transform = x, y, transform
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, i: int):
+        return self.transform(self.x[i]), self.y[i]
+
+
+class SplitMismatchError(RuntimeError):
+    """The data or the split differ from the ones a checkpoint was trained on."""
+
+
+class ArrayDataModule(pl.LightningDataModule):
+    """Classification data held in memory as raw arrays ``X`` (N, C, ...) and labels ``y`` (N,).
+
+    Subclasses implement ``load_arrays``. The split is stratified on ``y`` and seeded;
+    ``val_size`` and ``test_size`` are fractions of all rows.
+
+    Args:
+        val_size: fraction of all rows for validation.
+        test_size: fraction of all rows for test (never used for fitting anything).
+        seed: split seed; the split depends on it and the labels only.
+        batch_size: training batch size (evaluation uses the same).
+        num_workers: DataLoader worker processes.
+    """
+
+    num_classes: int
+    input_shape: tuple[int, ...]
+
+    def __init__(
+        self,
+        val_size: float = 0.15,
+        test_size: float = 0.2,
+        seed: int = 0,
+        batch_size: int = 64,
+        num_workers: int = 0,
+    ) -> None:
+        super().__init__()
+        if not (0 < val_size < 1 and 0 < test_size < 1 and val_size + test_size < 1):
+            raise ValueError(
+                f"data.val_size ({val_size}) and data.test_size ({test_size}) must be fractions in (0, 1) "
+                "whose sum is below 1, so that rows are left for training"
+            )
+        if batch_size < 1:
+            raise ValueError(f"data.batch_size must be >= 1, got {batch_size}")
+        self.val_size, self.test_size, self.seed = val_size, test_size, seed
+        self.batch_size, self.num_workers = batch_size, num_workers
+        self.split_indices: dict[str, np.ndarray] | None = None
+        self.fingerprint: str | None = None
+        self.scaler: StandardScaler | None = None
+        self._restored: dict[str, Any] | None = None
+
+    # --------------------------------------------------------------------------- to implement
+
+    def load_arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """Return raw ``X`` of shape ``(N, *input_shape)`` and integer labels ``y`` of shape ``(N,)``."""
+        raise NotImplementedError
+
+    # -------------------------------------------------------------------------------- helpers
+
+    @property
+    def resize(self) -> list[int] | None:
+        return None
+
+    @property
+    def preprocessing(self) -> dict[str, Any]:
+        """Plain-dict spec of the input transform; ``mean``/``std`` are ``None`` until ``setup``."""
+        fitted = self.scaler is not None
+        return {
+            "input_shape": list(self.input_shape),
+            "resize": self.resize,
+            "mean": self.scaler.mean_.tolist() if fitted else None,
+            "std": self.scaler.scale_.tolist() if fitted else None,
+        }
+
+    def split(self, y: np.ndarray) -> dict[str, np.ndarray]:
+        """Seeded stratified train/val/test indices (depend only on ``y``, the sizes and the seed)."""
+        idx = np.arange(len(y))
+        rest, test = train_test_split(idx, test_size=self.test_size, stratify=y, random_state=self.seed)
+        val_frac = self.val_size / (1.0 - self.test_size)
+        train, val = train_test_split(rest, test_size=val_frac, stratify=y[rest], random_state=self.seed)
+        return {"train": np.sort(train), "val": np.sort(val), "test": np.sort(test)}
+
+    @property
+    def split_hash(self) -> str | None:
+        if self.split_indices is None:
+            return None
+        s = self.split_indices
+        return _sha256(s["train"], s["val"], s["test"])
+
+    @staticmethod
+    def fit_scaler(x_train: np.ndarray) -> StandardScaler:
+        """Per-channel mean/std of the training rows: channels become columns, pixels become rows."""
+        c = x_train.shape[1]
+        cols = np.moveaxis(x_train, 1, -1).reshape(-1, c)  # (N*H*W, C)
+        return StandardScaler().fit(cols)
+
+    def _validate(self, x: np.ndarray, y: np.ndarray) -> None:
+        if len(x) != len(y):
+            raise ValueError(f"{type(self).__name__}: {len(x)} samples but {len(y)} labels")
+        if tuple(x.shape[1:]) != tuple(self.input_shape):
+            raise ValueError(f"{type(self).__name__}: samples have shape {x.shape[1:]}, expected {self.input_shape}")
+        bad = np.flatnonzero((y < 0) | (y >= self.num_classes))
+        if len(bad):
+            raise ValueError(
+                f"{type(self).__name__}: labels must be in [0, {self.num_classes}); rows {bad[:10].tolist()} "
+                f"have {y[bad[:10]].tolist()}"
+            )
+        if not np.isfinite(x).all():
+            rows = np.flatnonzero(~np.isfinite(x.reshape(len(x), -1)).all(axis=1))
+            raise ValueError(f"{type(self).__name__}: non-finite values in rows {rows[:10].tolist()}")
+
+    # ------------------------------------------------------------------------------ lightning
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.split_indices is not None:  # idempotent: Lightning calls setup once per stage
+            return
+        x, y = self.load_arrays()
+        x, y = np.asarray(x, dtype=np.float32), np.asarray(y, dtype=np.int64)
+        self._validate(x, y)
+        self.split_indices = self.split(y)
+        self.fingerprint = _sha256(x, y)
+        # Rule 2: statistics from training rows only.
+        self.scaler = self.fit_scaler(x[self.split_indices["train"]])
+        self.datasets: dict[str, Dataset] = {
+            k: self.make_dataset(x[i], y[i], train=k == "train") for k, i in self.split_indices.items()
+        }
+        if self._restored is not None:
+            self._check_restored()
+
+    def train_transform(self):
+        """Augmentation for training samples only (validation and test stay deterministic)."""
+        return None
+
+    def make_dataset(self, x: np.ndarray, y: np.ndarray, train: bool) -> Dataset:
+        tf = self.train_transform() if train else None
+        if tf is None:
+            return TensorDataset(torch.from_numpy(x), torch.from_numpy(y))
+        return TransformedDataset(torch.from_numpy(x), torch.from_numpy(y), tf)
+
+    def _loader(self, key: str, shuffle: bool) -> DataLoader:
+        if self.split_indices is None:
+            raise RuntimeError(f"{type(self).__name__}.setup() must run before asking for the {key} loader")
+        return DataLoader(
+            self.datasets[key],
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+    # --------------------------------------------------------------------------------- state
+
+    def state_dict(self) -> dict[str, Any]:
+        if self.split_indices is None:
+            return {}
+        return {
+            "split_hash": self.split_hash,
+            "fingerprint": self.fingerprint,
+            "sizes": {k: int(len(v)) for k, v in self.split_indices.items()},
+            "preprocessing": self.preprocessing,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if not state:
+            return
+        self._restored = dict(state)
+        if self.split_indices is not None:
+            self._check_restored()
+
+    def _check_restored(self) -> None:
+        state = self._restored
+        assert state is not None and self.scaler is not None
+        if state["fingerprint"] != self.fingerprint or state["split_hash"] != self.split_hash:
+            what = "the data" if state["fingerprint"] != self.fingerprint else "the split (seed, val_size or test_size)"
+            raise SplitMismatchError(
+                f"{type(self).__name__}: {what} differs from the checkpoint's "
+                f"(data {state['fingerprint']} -> {self.fingerprint}, split {state['split_hash']} -> {self.split_hash}). "
+                "Resuming would mix rows across train/val/test. Use the data and split settings the checkpoint "
+                "was trained with, or start a new run without ckpt_path."
+            )
+        # Restore the fitted statistics saved with the checkpoint.
+        self.scaler.mean_ = np.asarray(state["preprocessing"]["mean"], dtype=np.float64)
+        self.scaler.scale_ = np.asarray(state["preprocessing"]["std"], dtype=np.float64)

@@ -1,0 +1,179 @@
+"""``ZooTask``: what every task module shares (network from the registry, fitted input transform,
+weight init, optimizer and schedule chosen in the config).
+
+Every constructor argument is a plain value (str, number, list, dict), so ``save_hyperparameters``
+makes a checkpoint that describes itself: ``Task.load_from_checkpoint(path, weights_only=True)``
+rebuilds the network and its fitted input transform without any other file.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Sequence
+
+import lightning.pytorch as pl
+import torch
+import torch.nn as nn
+
+import zoo
+from zoo.layers import InputTransform
+
+OPTIMIZERS = ("sgd", "adagrad", "adadelta", "rmsprop", "adam", "adamw")
+SCHEDULERS = ("step", "cosine", "onecycle")
+
+
+def _plain(value: Any) -> Any:
+    """Tuples -> lists, recursively, so hyper-parameters are YAML- and weights_only-friendly."""
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    return value
+
+
+class ZooTask(pl.LightningModule):
+    """Base task: wraps ``zoo.create_model(model, **model_kwargs)``.
+
+    Args:
+        model: registered architecture name (``zoo list``).
+        model_kwargs: extra constructor arguments for the architecture (widths, activation, ...).
+        input_shape: shape of one raw sample as the DataModule yields it (linked from the data).
+        preprocessing: plain-dict spec of the input transform (resize, fitted mean/std); linked from
+            the DataModule and refreshed with the statistics it fitted on the training rows in
+            ``setup``. Stored in the hyper-parameters, so a checkpoint predicts on raw input.
+        init: weight initialisation scheme (``zoo.INIT_SCHEMES``) or ``None`` for PyTorch's default.
+        optimizer: sgd, adagrad, adadelta, rmsprop, adam or adamw.
+        lr, weight_decay: learning rate and (decoupled for AdamW, L2 otherwise) weight decay.
+        momentum, nesterov: for SGD (``nesterov`` needs ``momentum > 0``); ``momentum`` also for RMSprop.
+        optimizer_kwargs: any further optimizer arguments (``betas``, ``eps``, ...).
+        scheduler: ``None``, ``'step'``, ``'cosine'`` or ``'onecycle'``.
+        scheduler_kwargs: ``step``: ``step_size`` (epochs, default 10), ``gamma`` (0.1);
+            ``cosine``: ``T_max`` (epochs, default ``max_epochs``), ``eta_min``;
+            ``onecycle``: ``max_lr`` (default ``lr``), ``pct_start``, ... (steps per batch).
+    """
+
+    def __init__(
+        self,
+        model: str = "lenet5",
+        model_kwargs: dict[str, Any] | None = None,
+        num_classes: int = 10,
+        input_shape: Sequence[int] = (1, 32, 32),
+        preprocessing: dict[str, Any] | None = None,
+        init: str | None = None,
+        optimizer: str = "adam",
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        momentum: float = 0.9,
+        nesterov: bool = False,
+        optimizer_kwargs: dict[str, Any] | None = None,
+        scheduler: str | None = None,
+        scheduler_kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        optimizer = optimizer.lower()
+        if optimizer not in OPTIMIZERS:
+            raise ValueError(f"model.optimizer: unknown optimizer {optimizer!r}; choose one of {list(OPTIMIZERS)}")
+        if scheduler is not None and scheduler.lower() not in SCHEDULERS:
+            raise ValueError(f"model.scheduler: unknown scheduler {scheduler!r}; choose one of {list(SCHEDULERS)} or null")
+        if init is not None and init not in zoo.INIT_SCHEMES:
+            raise ValueError(f"model.init: unknown init scheme {init!r}; choose one of {list(zoo.INIT_SCHEMES)} or null")
+        if lr <= 0:
+            raise ValueError(f"model.lr must be positive, got {lr}")
+        self.save_hyperparameters(
+            {
+                "model": model,
+                "model_kwargs": _plain(model_kwargs or {}),
+                "num_classes": int(num_classes),
+                "input_shape": _plain(list(input_shape)),
+                "preprocessing": _plain(preprocessing) if preprocessing else None,
+                "init": init,
+                "optimizer": optimizer,
+                "lr": float(lr),
+                "weight_decay": float(weight_decay),
+                "momentum": float(momentum),
+                "nesterov": bool(nesterov),
+                "optimizer_kwargs": _plain(optimizer_kwargs or {}),
+                "scheduler": scheduler.lower() if scheduler else None,
+                "scheduler_kwargs": _plain(scheduler_kwargs or {}),
+            }
+        )
+        self.preprocess = InputTransform(preprocessing) if preprocessing else nn.Identity()
+        net_shape = self.preprocess.output_shape if preprocessing else tuple(input_shape)
+        self.net = zoo.create_model(model, input_shape=net_shape, **self.net_kwargs(num_classes), **(model_kwargs or {}))
+        if init is not None:
+            zoo.init_weights(self.net, init)
+
+    def net_kwargs(self, num_classes: int) -> dict[str, Any]:
+        """Task-specific constructor arguments for the network (classification: ``num_classes``)."""
+        return {"num_classes": num_classes}
+
+    # -------------------------------------------------------------------------------- data link
+
+    def setup(self, stage: str) -> None:
+        """Take the input transform the DataModule fitted on its training rows.
+
+        Lightning calls the DataModule's ``setup`` first, so its statistics exist here; we copy them
+        into the hyper-parameters (saved with every checkpoint) and rebuild the transform.
+        """
+        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        spec = getattr(dm, "preprocessing", None)
+        if not spec:
+            return
+        spec = _plain(spec)
+        old = self.hparams.get("preprocessing")
+        if old and (old["input_shape"] != spec["input_shape"] or old.get("resize") != spec.get("resize")):
+            raise ValueError(
+                f"the DataModule yields samples of shape {spec['input_shape']} resized to {spec.get('resize')}, "
+                f"but this model was built for {old['input_shape']} resized to {old.get('resize')}; "
+                "build the model from the same data configuration (the CLI links it for you)"
+            )
+        self.hparams["preprocessing"] = spec
+        self.preprocess = InputTransform(spec).to(self.device)
+
+    # ------------------------------------------------------------------------------------ model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Raw input (as the DataModule yields it) -> network output."""
+        return self.net(self.preprocess(x))
+
+    # ------------------------------------------------------------------------------- optimizers
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        params = [p for p in self.parameters() if p.requires_grad]
+        extra = dict(hp.optimizer_kwargs)
+        wd = hp.weight_decay
+        name = hp.optimizer
+        if name == "sgd":
+            opt = torch.optim.SGD(params, lr=hp.lr, momentum=hp.momentum, nesterov=hp.nesterov, weight_decay=wd, **extra)
+        elif name == "adagrad":
+            opt = torch.optim.Adagrad(params, lr=hp.lr, weight_decay=wd, **extra)
+        elif name == "adadelta":
+            opt = torch.optim.Adadelta(params, lr=hp.lr, weight_decay=wd, **extra)
+        elif name == "rmsprop":
+            opt = torch.optim.RMSprop(params, lr=hp.lr, momentum=hp.momentum, weight_decay=wd, **extra)
+        elif name == "adam":
+            opt = torch.optim.Adam(params, lr=hp.lr, weight_decay=wd, **extra)
+        else:
+            opt = torch.optim.AdamW(params, lr=hp.lr, weight_decay=wd, **extra)
+        if hp.scheduler is None:
+            return opt
+        kw = dict(hp.scheduler_kwargs)
+        if hp.scheduler == "step":
+            sched = torch.optim.lr_scheduler.StepLR(opt, step_size=kw.pop("step_size", 10), gamma=kw.pop("gamma", 0.1), **kw)
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
+        if hp.scheduler == "cosine":
+            t_max = kw.pop("T_max", None) or max(int(self.trainer.max_epochs or 1), 1)
+            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=t_max, **kw)
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
+        # One-cycle (Smith & Topin, 2019, "Super-convergence") steps every batch over the whole run.
+        total = int(self.trainer.estimated_stepping_batches)
+        # Momentum cycling needs a momentum (SGD, RMSprop) or beta1 (Adam, AdamW); Adagrad and Adadelta have neither.
+        d = opt.defaults
+        kw.setdefault("cycle_momentum", "betas" in d or d.get("momentum", 0) > 0)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=kw.pop("max_lr", hp.lr), total_steps=total, **kw)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    @classmethod
+    def from_config(cls, **overrides: Any) -> "ZooTask":  # pragma: no cover - convenience
+        return cls(**copy.deepcopy(overrides))

@@ -1,0 +1,121 @@
+"""Classification: cross-entropy (optional label smoothing, Szegedy et al., 2016, "Rethinking the
+Inception Architecture"), accuracy and macro-F1 from torchmetrics, a confusion matrix at test time."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+import torch.nn.functional as F
+import torchmetrics
+from torchmetrics.classification import MulticlassConfusionMatrix
+
+from .base import ZooTask
+
+
+class ClassificationTask(ZooTask):
+    """Multi-class classification of raw samples into ``num_classes`` classes.
+
+    Logs ``train/loss``, ``train/acc``, ``val/loss``, ``val/acc``, ``val/f1``, ``test/loss``,
+    ``test/acc``, ``test/f1``. After ``trainer.test`` the confusion matrix (rows: true class,
+    columns: predicted) is in ``self.test_confusion_matrix`` and written as CSV and PNG to the log
+    directory. ``predict_step`` returns class probabilities and predicted labels.
+
+    Args (besides ``ZooTask``'s):
+        label_smoothing: cross-entropy label smoothing in [0, 1).
+    """
+
+    def __init__(
+        self,
+        model: str = "lenet5",
+        model_kwargs: dict[str, Any] | None = None,
+        num_classes: int = 10,
+        input_shape: Sequence[int] = (1, 32, 32),
+        preprocessing: dict[str, Any] | None = None,
+        init: str | None = None,
+        optimizer: str = "adam",
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        momentum: float = 0.9,
+        nesterov: bool = False,
+        optimizer_kwargs: dict[str, Any] | None = None,
+        scheduler: str | None = None,
+        scheduler_kwargs: dict[str, Any] | None = None,
+        label_smoothing: float = 0.0,
+    ) -> None:
+        if num_classes < 2:
+            raise ValueError(f"model.num_classes must be >= 2 for classification, got {num_classes}")
+        if not 0.0 <= label_smoothing < 1.0:
+            raise ValueError(f"model.label_smoothing must be in [0, 1), got {label_smoothing}")
+        super().__init__(
+            model, model_kwargs, num_classes, input_shape, preprocessing, init, optimizer, lr, weight_decay,
+            momentum, nesterov, optimizer_kwargs, scheduler, scheduler_kwargs,
+        )
+        self.hparams["label_smoothing"] = float(label_smoothing)
+        self.label_smoothing = float(label_smoothing)
+        metrics = lambda: torchmetrics.MetricCollection(  # noqa: E731
+            {
+                "acc": torchmetrics.Accuracy(task="multiclass", num_classes=num_classes),
+                "f1": torchmetrics.F1Score(task="multiclass", num_classes=num_classes, average="macro"),
+            }
+        )
+        self.train_metrics = metrics().clone(prefix="train/")
+        self.val_metrics = metrics().clone(prefix="val/")
+        self.test_metrics = metrics().clone(prefix="test/")
+        self.test_confmat = MulticlassConfusionMatrix(num_classes=num_classes)
+        self.test_confusion_matrix: torch.Tensor | None = None
+
+    def _shared_step(self, batch, stage: str, metrics) -> torch.Tensor:
+        x, y = batch
+        logits = self(x)  # (N, num_classes)
+        loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing if stage == "train" else 0.0)
+        metrics.update(logits, y)
+        on_step = stage == "train"
+        self.log(f"{stage}/loss", loss, prog_bar=True, on_step=on_step, on_epoch=True, batch_size=len(y))
+        if stage == "train":
+            self.log("train/acc", metrics["acc"], on_step=False, on_epoch=True, batch_size=len(y))
+        else:
+            self.log_dict(metrics, prog_bar=stage == "val", on_step=False, on_epoch=True, batch_size=len(y))
+        if stage == "test":
+            self.test_confmat.update(logits, y)
+        return loss
+
+    def training_step(self, batch, batch_idx):
+        return self._shared_step(batch, "train", self.train_metrics)
+
+    def validation_step(self, batch, batch_idx):
+        self._shared_step(batch, "val", self.val_metrics)
+
+    def test_step(self, batch, batch_idx):
+        self._shared_step(batch, "test", self.test_metrics)
+
+    def predict_step(self, batch, batch_idx, dataloader_idx: int = 0) -> dict[str, torch.Tensor]:
+        x = batch[0] if isinstance(batch, (list, tuple)) else batch
+        probs = self(x).softmax(dim=-1)  # (N, num_classes)
+        return {"probs": probs, "preds": probs.argmax(dim=-1)}
+
+    def on_test_epoch_start(self) -> None:
+        self.test_confmat.reset()
+
+    def on_test_epoch_end(self) -> None:
+        cm = self.test_confmat.compute().cpu()  # (true, predicted)
+        self.test_confusion_matrix = cm
+        # Files go next to the logger's output; with logger=False only the tensor is kept.
+        if self.trainer.is_global_zero and self.trainer.loggers:
+            self._save_confusion_matrix(cm)
+
+    def _save_confusion_matrix(self, cm: torch.Tensor) -> None:
+        out = Path(self.trainer.log_dir or self.trainer.default_root_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        rows = [",".join(["true\\pred", *map(str, range(cm.shape[1]))])]
+        rows += [",".join([str(i), *map(str, r.tolist())]) for i, r in enumerate(cm)]
+        (out / "test_confusion_matrix.csv").write_text("\n".join(rows) + "\n")
+        import matplotlib
+
+        matplotlib.use("Agg")  # headless: never open a window
+        import matplotlib.pyplot as plt
+
+        fig, _ = self.test_confmat.plot(val=cm)
+        fig.savefig(out / "test_confusion_matrix.png", dpi=100, bbox_inches="tight")
+        plt.close(fig)
