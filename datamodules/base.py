@@ -53,10 +53,16 @@ class SplitMismatchError(RuntimeError):
 
 
 class ArrayDataModule(pl.LightningDataModule):
-    """Classification data held in memory as raw arrays ``X`` (N, C, ...) and labels ``y`` (N,).
+    """Data held in memory as raw arrays ``X`` (N, *input_shape) and targets ``y`` (N,) or (N, K).
 
-    Subclasses implement ``load_arrays``. The split is stratified on ``y`` and seeded;
-    ``val_size`` and ``test_size`` are fractions of all rows.
+    Subclasses implement ``load_arrays`` and set the class attributes below. The split is seeded;
+    stratified on ``y`` for classification; ``val_size`` and ``test_size`` are fractions of all rows.
+
+    Class attributes:
+        task_type: ``"classification"`` (integer labels in ``[0, num_classes)``, stratified split)
+            or ``"regression"`` (float targets, random split).
+        scale_axis: sample axis of the fitted standardisation: ``0`` per channel (images),
+            ``-1`` per feature (tables, sequences), ``None`` for no standardisation.
 
     Args:
         val_size: fraction of all rows for validation.
@@ -68,6 +74,8 @@ class ArrayDataModule(pl.LightningDataModule):
 
     num_classes: int
     input_shape: tuple[int, ...]
+    task_type: str = "classification"
+    scale_axis: int | None = 0
 
     def __init__(
         self,
@@ -107,10 +115,11 @@ class ArrayDataModule(pl.LightningDataModule):
     @property
     def preprocessing(self) -> dict[str, Any]:
         """Plain-dict spec of the input transform; ``mean``/``std`` are ``None`` until ``setup``."""
-        fitted = self.scaler is not None
+        fitted = self.scaler is not None and getattr(self.scaler, "mean_", None) is not None
         return {
             "input_shape": list(self.input_shape),
             "resize": self.resize,
+            "axis": 0 if self.scale_axis is None else self.scale_axis,
             "mean": self.scaler.mean_.tolist() if fitted else None,
             "std": self.scaler.scale_.tolist() if fitted else None,
         }
@@ -118,9 +127,12 @@ class ArrayDataModule(pl.LightningDataModule):
     def split(self, y: np.ndarray) -> dict[str, np.ndarray]:
         """Seeded stratified train/val/test indices (depend only on ``y``, the sizes and the seed)."""
         idx = np.arange(len(y))
-        rest, test = train_test_split(idx, test_size=self.test_size, stratify=y, random_state=self.seed)
+        strat = self.task_type == "classification"
+        rest, test = train_test_split(idx, test_size=self.test_size, stratify=y if strat else None, random_state=self.seed)
         val_frac = self.val_size / (1.0 - self.test_size)
-        train, val = train_test_split(rest, test_size=val_frac, stratify=y[rest], random_state=self.seed)
+        train, val = train_test_split(
+            rest, test_size=val_frac, stratify=y[rest] if strat else None, random_state=self.seed
+        )
         return {"train": np.sort(train), "val": np.sort(val), "test": np.sort(test)}
 
     @property
@@ -130,11 +142,14 @@ class ArrayDataModule(pl.LightningDataModule):
         s = self.split_indices
         return _sha256(s["train"], s["val"], s["test"])
 
-    @staticmethod
-    def fit_scaler(x_train: np.ndarray) -> StandardScaler:
-        """Per-channel mean/std of the training rows: channels become columns, pixels become rows."""
-        c = x_train.shape[1]
-        cols = np.moveaxis(x_train, 1, -1).reshape(-1, c)  # (N*H*W, C)
+    def fit_scaler(self, x_train: np.ndarray) -> StandardScaler:
+        """Mean/std of the training rows along ``scale_axis``: that axis becomes the columns of a
+        ``StandardScaler``, every other position a row (zero variance gives scale 1, as in sklearn)."""
+        axis = 0 if self.scale_axis is None else self.scale_axis % (x_train.ndim - 1)
+        c = x_train.shape[axis + 1]
+        cols = np.moveaxis(x_train, axis + 1, -1).reshape(-1, c)  # (rows, C)
+        if self.scale_axis is None:  # identity transform, still a fitted object for the state
+            return StandardScaler(with_mean=False, with_std=False).fit(cols)
         return StandardScaler().fit(cols)
 
     def _validate(self, x: np.ndarray, y: np.ndarray) -> None:
@@ -142,6 +157,11 @@ class ArrayDataModule(pl.LightningDataModule):
             raise ValueError(f"{type(self).__name__}: {len(x)} samples but {len(y)} labels")
         if tuple(x.shape[1:]) != tuple(self.input_shape):
             raise ValueError(f"{type(self).__name__}: samples have shape {x.shape[1:]}, expected {self.input_shape}")
+        if self.task_type != "classification":
+            bad = np.flatnonzero(~np.isfinite(y.reshape(len(y), -1)).all(axis=1))
+            if len(bad):
+                raise ValueError(f"{type(self).__name__}: non-finite targets in rows {bad[:10].tolist()}")
+            return
         bad = np.flatnonzero((y < 0) | (y >= self.num_classes))
         if len(bad):
             raise ValueError(
@@ -158,17 +178,22 @@ class ArrayDataModule(pl.LightningDataModule):
         if self.split_indices is not None:  # idempotent: Lightning calls setup once per stage
             return
         x, y = self.load_arrays()
-        x, y = np.asarray(x, dtype=np.float32), np.asarray(y, dtype=np.int64)
+        ydtype = np.int64 if self.task_type == "classification" else np.float32
+        x, y = np.asarray(x, dtype=np.float32), np.asarray(y, dtype=ydtype)
         self._validate(x, y)
         self.split_indices = self.split(y)
         self.fingerprint = _sha256(x, y)
         # Rule 2: statistics from training rows only.
         self.scaler = self.fit_scaler(x[self.split_indices["train"]])
+        self.fit_extra(x[self.split_indices["train"]], y[self.split_indices["train"]])
         self.datasets: dict[str, Dataset] = {
             k: self.make_dataset(x[i], y[i], train=k == "train") for k, i in self.split_indices.items()
         }
         if self._restored is not None:
             self._check_restored()
+
+    def fit_extra(self, x_train: np.ndarray, y_train: np.ndarray) -> None:
+        """Hook for further statistics (target scaling, vocabularies); training rows only."""
 
     def train_transform(self):
         """Augmentation for training samples only (validation and test stay deterministic)."""
@@ -234,5 +259,6 @@ class ArrayDataModule(pl.LightningDataModule):
                 "was trained with, or start a new run without ckpt_path."
             )
         # Restore the fitted statistics saved with the checkpoint.
-        self.scaler.mean_ = np.asarray(state["preprocessing"]["mean"], dtype=np.float64)
-        self.scaler.scale_ = np.asarray(state["preprocessing"]["std"], dtype=np.float64)
+        if state["preprocessing"]["mean"] is not None:
+            self.scaler.mean_ = np.asarray(state["preprocessing"]["mean"], dtype=np.float64)
+            self.scaler.scale_ = np.asarray(state["preprocessing"]["std"], dtype=np.float64)

@@ -56,7 +56,9 @@ class InputTransform(nn.Module):
     non-persistent buffers: the spec, not the state dict, is their single source of truth.
 
     spec keys: ``input_shape`` (raw sample shape), ``resize`` (``[H, W]`` or ``None``),
-    ``mean`` / ``std`` (one value per channel, or ``None`` before fitting).
+    ``mean`` / ``std`` (one value per entry of the statistics axis, or ``None`` before fitting),
+    ``axis``: the sample axis the statistics run along: ``0`` (default) is the channel axis of
+    images, ``-1`` the feature axis of tables ``(F,)`` and sequences ``(T, F)``.
     """
 
     def __init__(self, spec: dict[str, Any]) -> None:
@@ -65,14 +67,16 @@ class InputTransform(nn.Module):
         self.resize = tuple(int(s) for s in spec["resize"]) if spec.get("resize") else None
         mean, std = spec.get("mean"), spec.get("std")
         self.fitted = mean is not None
-        c = self.raw_shape[0]
+        axis = int(spec.get("axis", 0)) % len(self.raw_shape)
+        c = self.raw_shape[axis]
         mean_t = torch.tensor(mean if mean is not None else [0.0] * c, dtype=torch.float32)
         std_t = torch.tensor(std if std is not None else [1.0] * c, dtype=torch.float32)
         if mean_t.numel() != c or std_t.numel() != c:
-            raise ValueError(f"mean/std need {c} values (one per channel), got {mean_t.numel()}/{std_t.numel()}")
+            raise ValueError(f"mean/std need {c} values (one per entry of axis {axis}), got {mean_t.numel()}/{std_t.numel()}")
         if (std_t <= 0).any():
             raise ValueError(f"std must be positive, got {std_t.tolist()}")
-        view = (1, c) + (1,) * (len(self.raw_shape) - 1)  # broadcast over (N, C, ...)
+        view = [1] * (len(self.raw_shape) + 1)  # broadcast over (N, *input_shape)
+        view[axis + 1] = c
         self.register_buffer("mean", mean_t.view(view), persistent=False)
         self.register_buffer("std", std_t.view(view), persistent=False)
 
@@ -93,6 +97,8 @@ class InputTransform(nn.Module):
         if self.resize is not None:
             # Bilinear resize after standardising: resizing is linear, so the order only matters at
             # the borders, and standardising first keeps the zero padding at the data mean.
+            if len(self.raw_shape) != 3:
+                raise ValueError(f"resize needs image samples (C, H, W), got {self.raw_shape}")
             x = F.interpolate(x, size=self.resize, mode="bilinear", align_corners=False)  # (N, C, H', W')
         return x
 
