@@ -7,7 +7,9 @@ model, data and trainer built from the config; ``zoo list [PATTERN]`` prints the
 
 from __future__ import annotations
 
+import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from lightning.pytorch import LightningDataModule
@@ -58,12 +60,19 @@ class ZooCLI(LightningCLI):
         if trainer.interrupted:
             return
         best = getattr(trainer.checkpoint_callback, "best_model_path", "") or ""
+        epochs = trainer.current_epoch
         if best:
             print(f"\nTesting the best checkpoint: {best}")
-            trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best)
+            results = trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best)
         else:  # fast_dev_run and checkpointing off write no checkpoint: test the weights in memory
             print("\nNo checkpoint was written (fast_dev_run or checkpointing off); testing the final weights")
-            trainer.test(self.model, datamodule=self.datamodule)
+            results = trainer.test(self.model, datamodule=self.datamodule)
+        if trainer.is_global_zero:
+            # Machine-readable summary next to the logs, read by benchmarks/run_configs.py.
+            out = Path(trainer.log_dir or trainer.default_root_dir)
+            out.mkdir(parents=True, exist_ok=True)
+            summary = {"best_checkpoint": best or None, "epochs": epochs, "metrics": results[0] if results else {}}
+            (out / "test_metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
 
 
 def print_models(pattern: str | None = None) -> None:

@@ -1,0 +1,156 @@
+"""Train configs exactly as a user would (`zoo fit --config ...`, one process each, wall time
+includes start-up) and print a table of test metric, peer baseline on the same split, bar, wall
+time and machine. `--write-readme` puts the table into README.md between the model-table markers.
+
+    uv run python benchmarks/run_configs.py                       # every config
+    uv run python benchmarks/run_configs.py lenet5_digits --seeds 0 1 2 3 4
+    uv run python benchmarks/run_configs.py --write-readme
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import operator
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
+BEGIN, END = "<!-- model-table:begin -->", "<!-- model-table:end -->"
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import torch
+
+    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, torch {torch.__version__}"
+
+
+def load_tables() -> tuple[dict, dict]:
+    baselines, bars = {}, {}
+    for path in sorted((ROOT / "benchmarks").glob("baselines_*.py")):
+        mod = importlib.import_module(path.stem)
+        baselines.update(getattr(mod, "BASELINES", {}))
+        bars.update(getattr(mod, "BARS", {}))
+    return baselines, bars
+
+
+def train(config: Path, seed: int | None, workdir: Path) -> dict:
+    cmd = [sys.executable, "-c", "import cli; cli.main()", "fit", "--config", str(config), "--trainer.default_root_dir", str(workdir)]
+    if seed is not None:
+        cmd += ["--seed_everything", str(seed), "--data.init_args.seed", str(seed)]
+    t0 = time.perf_counter()
+    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if r.returncode != 0:
+        raise RuntimeError(f"{config.name} failed:\n{r.stderr[-3000:]}")
+    summary = json.loads(next(workdir.rglob("test_metrics.json")).read_text())
+    return {"wall": wall, **summary}
+
+
+def baseline(stem: str, config: Path, seed: int | None, baselines: dict) -> dict | None:
+    if stem not in baselines:
+        return None
+    from cli import ZooCLI
+
+    args = ["--config", str(config)] + (["--data.init_args.seed", str(seed)] if seed is not None else [])
+    c = ZooCLI(args=args, run=False)
+    c.datamodule.setup("fit")
+    return baselines[stem](c.datamodule)
+
+
+def check(bars, metrics: dict, base: dict | None) -> str:
+    ok = []
+    ops = {">=": operator.ge, "<=": operator.le, "<": operator.lt, ">": operator.gt, "==": operator.eq}
+    for metric, op, target in bars:
+        if target == "baseline":
+            if base is None:
+                continue
+            target_v, label = base["value"], "baseline"
+        elif isinstance(target, str) and target.startswith("baseline*"):
+            target_v, label = float(target.split("*")[1]) * base["value"], target.replace("baseline", "base")
+        else:
+            target_v, label = target, f"{target:g}"
+        passed = ops[op](metrics[metric], target_v)
+        ok.append(f"{'pass' if passed else 'FAIL'}: {metric.split('/')[-1]} {op} {label}")
+    return "; ".join(ok) or "-"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("configs", nargs="*", help="config stems (default: every configs/*.yaml)")
+    p.add_argument("--seeds", nargs="*", type=int, default=None, help="split/training seeds (default: the config's own)")
+    p.add_argument("--write-readme", action="store_true")
+    args = p.parse_args()
+    baselines, bars = load_tables()
+    paths = sorted((ROOT / "configs").glob("*.yaml"))
+    if args.configs:
+        paths = [q for q in paths if q.stem in args.configs]
+    seeds = args.seeds or [None]
+    rows = []
+    for cfg in paths:
+        stem = cfg.stem
+        for seed in seeds:
+            with tempfile.TemporaryDirectory() as tmp:
+                res = train(cfg, seed, Path(tmp))
+            base = baseline(stem, cfg, seed, baselines)
+            metric = base["metric"] if base else next((b[0] for b in bars.get(stem, [])), None)
+            if metric is None:
+                metric = next((k for k in ("test/acc", "test/r2", "test/mse", "test/mae") if k in res["metrics"]), None)
+            value = res["metrics"].get(metric, float("nan"))
+            row = {
+                "config": stem,
+                "seed": "config" if seed is None else seed,
+                "metric": metric,
+                "value": value,
+                "baseline": f"{base['baseline']}: {base['value']:.4f}" if base else "-",
+                "bar": check(bars.get(stem, []), res["metrics"], base),
+                "epochs": res["epochs"],
+                "wall": res["wall"],
+            }
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    lines = [
+        "| config | seed | test metric | value | peer baseline (same split) | bars | epochs | wall s |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in rows:
+        lines.append(
+            f"| `{r['config']}` | {r['seed']} | {r['metric']} | {r['value']:.4f} | {r['baseline']} | {r['bar']} | {r['epochs']} | {r['wall']:.1f} |"
+        )
+    if len(seeds) > 1:
+        for stem in dict.fromkeys(r["config"] for r in rows):
+            vals = [r["value"] for r in rows if r["config"] == stem]
+            lines.append(f"| `{stem}` | mean ± sd over {len(vals)} | | {statistics.mean(vals):.4f} ± {statistics.stdev(vals):.4f} | | | | |")
+    cmd = "uv run python benchmarks/run_configs.py " + " ".join(sys.argv[1:])
+    footer = f"\nMeasured on {machine()}, {time.strftime('%Y-%m-%d')}, by `{cmd.strip()}`. Wall time is the whole `zoo fit` process (start-up, training, testing the best checkpoint).\n"
+    table = "\n".join(lines) + "\n" + footer
+    print("\n" + table)
+    if args.write_readme:
+        readme = ROOT / "README.md"
+        text = readme.read_text()
+        if BEGIN not in text:
+            raise SystemExit(f"README.md has no {BEGIN} ... {END} block")
+        text = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), BEGIN + "\n" + table + END, text, flags=re.S)
+        readme.write_text(text)
+        print("README.md updated")
+
+
+if __name__ == "__main__":
+    main()
