@@ -1,5 +1,6 @@
 """ClassificationTask, checkpoints that describe themselves, and the CLI with every config."""
 
+import json
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -8,7 +9,7 @@ import torch
 
 import cli
 from cli import ZooCLI
-from datamodules import DigitsDataModule
+from datamodules import DigitsDataModule, SplitMismatchError
 from zoo.tasks import OPTIMIZERS, ClassificationTask
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -113,6 +114,25 @@ def test_fit_tests_the_best_checkpoint(capsys, tmp_path):
     out = capsys.readouterr().out
     assert "Testing the best checkpoint" in out and "best-epoch=" in out and "test/acc" in out
     assert list(tmp_path.rglob("test_confusion_matrix.png"))
+    summary = json.loads(next(tmp_path.rglob("test_metrics.json")).read_text())
+    assert "best-epoch=" in summary["best_checkpoint"] and 0.5 < summary["metrics"]["test/acc"] <= 1.0
+    # The CLI's checkpoint (callbacks, loops, DataModule state included) loads with weights_only=True.
+    ckpt = torch.load(summary["best_checkpoint"], weights_only=True)
+    assert ckpt["DigitsDataModule"]["sizes"] == {"train": 1167, "val": 270, "test": 360}
+    model = ClassificationTask.load_from_checkpoint(summary["best_checkpoint"], weights_only=True)
+    assert model.hparams.preprocessing == ckpt["DigitsDataModule"]["preprocessing"]
+
+    # Resuming on another split stops before training, naming what changed; the checkpoint survives.
+    last = next(tmp_path.rglob("last.ckpt"))
+    before = last.read_bytes()
+    with pytest.raises(SplitMismatchError, match="split .*differs from the checkpoint"):
+        cli.main(
+            [
+                "fit", "--config", str(ROOT / "configs/mlp_digits.yaml"), "--data.init_args.seed", "5",
+                "--trainer.max_epochs", "3", "--trainer.default_root_dir", str(tmp_path), "--ckpt_path", str(last),
+            ]
+        )
+    assert last.read_bytes() == before
 
 
 def test_zoo_list_prints_the_registry(capsys):

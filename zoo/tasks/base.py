@@ -79,24 +79,16 @@ class ZooTask(pl.LightningModule):
             raise ValueError(f"model.init: unknown init scheme {init!r}; choose one of {list(zoo.INIT_SCHEMES)} or null")
         if lr <= 0:
             raise ValueError(f"model.lr must be positive, got {lr}")
-        self.save_hyperparameters(
-            {
-                "model": model,
-                "model_kwargs": _plain(model_kwargs or {}),
-                "num_classes": int(num_classes),
-                "input_shape": _plain(list(input_shape)),
-                "preprocessing": _plain(preprocessing) if preprocessing else None,
-                "init": init,
-                "optimizer": optimizer,
-                "lr": float(lr),
-                "weight_decay": float(weight_decay),
-                "momentum": float(momentum),
-                "nesterov": bool(nesterov),
-                "optimizer_kwargs": _plain(optimizer_kwargs or {}),
-                "scheduler": scheduler.lower() if scheduler else None,
-                "scheduler_kwargs": _plain(scheduler_kwargs or {}),
-            }
-        )
+        # Collected from the constructor frames (subclass arguments too), so LightningCLI records
+        # `_class_path` and `zoo fit --ckpt_path` can rebuild the task; then made plain (lists, not
+        # tuples) so hparams.yaml and weights_only loading take them.
+        self.save_hyperparameters()
+        for key, value in list(self.hparams.items()):
+            self.hparams[key] = _plain(value)
+        self.hparams["optimizer"] = optimizer
+        self.hparams["scheduler"] = scheduler.lower() if scheduler else None
+        for key in ("model_kwargs", "optimizer_kwargs", "scheduler_kwargs"):
+            self.hparams[key] = self.hparams[key] or {}
         self.preprocess = InputTransform(preprocessing) if preprocessing else nn.Identity()
         net_shape = self.preprocess.output_shape if preprocessing else tuple(input_shape)
         self.net = zoo.create_model(model, input_shape=net_shape, **self.net_kwargs(num_classes), **(model_kwargs or {}))

@@ -52,7 +52,6 @@ class ClassificationTask(ZooTask):
             model, model_kwargs, num_classes, input_shape, preprocessing, init, optimizer, lr, weight_decay,
             momentum, nesterov, optimizer_kwargs, scheduler, scheduler_kwargs,
         )
-        self.hparams["label_smoothing"] = float(label_smoothing)
         self.label_smoothing = float(label_smoothing)
         metrics = lambda: torchmetrics.MetricCollection(  # noqa: E731
             {
