@@ -6,6 +6,8 @@ shipped inside scikit-learn, so it needs no download.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from sklearn.datasets import load_digits
 
@@ -27,17 +29,8 @@ class DigitsDataModule(ArrayDataModule):
     num_classes = 10
     input_shape = (1, 8, 8)
 
-    def __init__(
-        self,
-        resize: int | None = None,
-        augment: bool = False,
-        val_size: float = 0.15,
-        test_size: float = 0.2,
-        seed: int = 0,
-        batch_size: int = 64,
-        num_workers: int = 0,
-    ) -> None:
-        super().__init__(val_size=val_size, test_size=test_size, seed=seed, batch_size=batch_size, num_workers=num_workers)
+    def __init__(self, resize: int | None = None, augment: bool = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)  # val_size, test_size, seed, batch_size, num_workers
         if resize is not None and resize < 1:
             raise ValueError(f"data.resize must be a positive side length or null, got {resize}")
         self._resize = resize

@@ -4,7 +4,7 @@ Inception Architecture"), accuracy and macro-F1 from torchmetrics, a confusion m
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -26,32 +26,15 @@ class ClassificationTask(ZooTask):
         label_smoothing: cross-entropy label smoothing in [0, 1).
     """
 
-    def __init__(
-        self,
-        model: str = "lenet5",
-        model_kwargs: dict[str, Any] | None = None,
-        num_classes: int = 10,
-        input_shape: Sequence[int] = (1, 32, 32),
-        preprocessing: dict[str, Any] | None = None,
-        init: str | None = None,
-        optimizer: str = "adam",
-        lr: float = 1e-3,
-        weight_decay: float = 0.0,
-        momentum: float = 0.9,
-        nesterov: bool = False,
-        optimizer_kwargs: dict[str, Any] | None = None,
-        scheduler: str | None = None,
-        scheduler_kwargs: dict[str, Any] | None = None,
-        label_smoothing: float = 0.0,
-    ) -> None:
+    def __init__(self, label_smoothing: float = 0.0, **kwargs: Any) -> None:
+        # ZooTask's arguments arrive through **kwargs; jsonargparse follows them into ZooTask's
+        # signature, so the CLI and `--print_config` still show and type-check every one.
+        num_classes = kwargs.get("num_classes", 10)
         if num_classes < 2:
             raise ValueError(f"model.num_classes must be >= 2 for classification, got {num_classes}")
         if not 0.0 <= label_smoothing < 1.0:
             raise ValueError(f"model.label_smoothing must be in [0, 1), got {label_smoothing}")
-        super().__init__(
-            model, model_kwargs, num_classes, input_shape, preprocessing, init, optimizer, lr, weight_decay,
-            momentum, nesterov, optimizer_kwargs, scheduler, scheduler_kwargs,
-        )
+        super().__init__(**kwargs)
         self.label_smoothing = float(label_smoothing)
         metrics = lambda: torchmetrics.MetricCollection(  # noqa: E731
             {
