@@ -80,6 +80,8 @@ class ArrayDataModule(pl.LightningDataModule):
             of ``n_folds`` of the remaining rows is the validation part (``val_size`` is ignored).
         gap: time split only: time units left out between train and validation and between
             validation and test, so ``max(train time) + gap <= min(val time)``.
+        audit: ``None``, or run the contamination audit (``datamodules.audit``) in ``setup``:
+            ``"warn"``, ``"fail"`` or ``"drop"`` (duplicates of val/test rows leave training).
     """
 
     num_classes: int
@@ -99,6 +101,7 @@ class ArrayDataModule(pl.LightningDataModule):
         n_folds: int | None = None,
         fold: int = 0,
         gap: float = 0.0,
+        audit: str | None = None,
     ) -> None:
         super().__init__()
         if not (0 < val_size < 1 and 0 < test_size < 1 and val_size + test_size < 1):
@@ -116,6 +119,10 @@ class ArrayDataModule(pl.LightningDataModule):
             raise ValueError(f"data.gap must be >= 0, got {gap}")
         self.val_size, self.test_size, self.seed = val_size, test_size, seed
         self.split_strategy, self.n_folds, self.fold, self.gap = split, n_folds, fold, gap
+        if audit is not None and audit not in ("warn", "fail", "drop"):
+            raise ValueError(f"data.audit must be 'warn', 'fail', 'drop' or null, got {audit!r}")
+        self.audit_mode = audit
+        self.audit_report = None
         self.batch_size, self.num_workers = batch_size, num_workers
         self.split_indices: dict[str, np.ndarray] | None = None
         self.fingerprint: str | None = None
@@ -248,8 +255,28 @@ class ArrayDataModule(pl.LightningDataModule):
         self.datasets: dict[str, Dataset] = {
             k: self.make_dataset(x[i], y[i], train=k == "train") for k, i in self.split_indices.items()
         }
+        if self.audit_mode is not None:  # inside setup, so a drop is the same on every call and rank
+            self.audit_report = self.audit(self.audit_mode)
         if self._restored is not None:
             self._check_restored()
+
+    def audit(self, mode: str = "warn", **kwargs: Any):
+        """Contamination audit across train/val/test (see ``datamodules.audit.run_audit``)."""
+        from .audit import run_audit
+
+        return run_audit(self, mode, **kwargs)
+
+    def drop_training_rows(self, rows: np.ndarray) -> None:
+        """Remove raw rows ``rows`` from training and refit the training statistics without them."""
+        assert self.split_indices is not None
+        train = np.setdiff1d(self.split_indices["train"], rows)
+        if len(train) == 0:
+            raise ValueError(f"{type(self).__name__}: dropping {len(rows)} duplicated rows leaves no training rows")
+        self.split_indices["train"] = train
+        x, y = self.raw_x, self.raw_y
+        self.scaler = self.fit_scaler(x[train])
+        self.fit_extra(x[train], y[train])
+        self.datasets["train"] = self.make_dataset(x[train], y[train], train=True)
 
     def fit_extra(self, x_train: np.ndarray, y_train: np.ndarray) -> None:
         """Hook for further statistics (target scaling, vocabularies); training rows only."""
@@ -325,3 +352,49 @@ class ArrayDataModule(pl.LightningDataModule):
         if state["preprocessing"].get("mean") is not None and self.scaler is not None:
             self.scaler.mean_ = np.asarray(state["preprocessing"]["mean"], dtype=np.float64)
             self.scaler.scale_ = np.asarray(state["preprocessing"]["std"], dtype=np.float64)
+
+
+class InMemoryDataModule(ArrayDataModule):
+    """Any labelled arrays held in memory (a Python API: tests, notebooks, the pair builder).
+
+    Args:
+        x: raw samples ``(N, *input_shape)``; y: labels ``(N,)`` (classification) or targets.
+        task: ``"classification"`` or ``"regression"``.
+        num_classes: classification: number of classes (default ``max(y) + 1``); regression: output width.
+        groups, times: per-row groups / times for grouped or time splits.
+        feature_names: tables: a name per feature (the audit's report uses them).
+        scale_axis: see ``ArrayDataModule`` (default ``-1``: per feature; ``0`` per image channel).
+        Other arguments: see ``ArrayDataModule``.
+    """
+
+    def __init__(
+        self,
+        x: np.ndarray,
+        y: np.ndarray,
+        task: str = "classification",
+        num_classes: int | None = None,
+        groups: np.ndarray | None = None,
+        times: np.ndarray | None = None,
+        feature_names: list[str] | None = None,
+        scale_axis: int | None = -1,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if task not in ("classification", "regression"):
+            raise ValueError(f"task must be 'classification' or 'regression', got {task!r}")
+        self._x, self._y = np.asarray(x), np.asarray(y)
+        self.task_type, self.scale_axis = task, scale_axis
+        self.input_shape = tuple(self._x.shape[1:])
+        if num_classes is None:
+            num_classes = int(self._y.max()) + 1 if task == "classification" else (1 if self._y.ndim == 1 else self._y.shape[1])
+        self.num_classes = num_classes
+        self._groups, self._times, self.feature_names = groups, times, feature_names
+
+    def load_arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        return self._x, self._y
+
+    def load_groups(self) -> np.ndarray | None:
+        return None if self._groups is None else np.asarray(self._groups)
+
+    def load_times(self) -> np.ndarray | None:
+        return None if self._times is None else np.asarray(self._times)

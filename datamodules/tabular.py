@@ -183,6 +183,10 @@ class CSVDataModule(ArrayDataModule):
     # ------------------------------------------------------------------------------ shapes
 
     @property
+    def feature_names(self) -> list[str]:
+        return list(self.numeric) + list(self.categorical)
+
+    @property
     def input_shape(self) -> tuple[int, ...]:  # type: ignore[override]
         return (len(self.numeric) + len(self.categorical),)
 
