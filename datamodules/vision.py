@@ -214,7 +214,7 @@ class ImageFolderDataModule(ArrayDataModule):
                 raise ValueError(
                     f"class folder {str(d)!r} has no image files ({', '.join(IMG_EXTENSIONS)}); add images or remove the folder"
                 )
-        ds = datasets.ImageFolder(str(self.root), loader=lambda p: p, extensions=IMG_EXTENSIONS)
+        ds = datasets.ImageFolder(str(self.root), loader=lambda p: p, is_valid_file=lambda p: p.lower().endswith(IMG_EXTENSIONS))
         return list(ds.classes), list(ds.samples)
 
     @property
