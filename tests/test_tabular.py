@@ -90,3 +90,27 @@ def test_bad_inputs_name_the_file_column_and_rows(tmp_path):
     bad.write_text("\n".join(lines) + "\n")
     with pytest.raises(ValueError, match=r"column 'age' line 7 has 'old', which is not a number"):
         CSVDataModule(str(bad), target="label", numeric=["age"], categorical=["color"]).setup()
+
+
+def test_resume_with_a_changed_file_or_split_fails_clearly(tmp_path):
+    from datamodules import SplitMismatchError
+
+    path = write_csv(tmp_path / "t.csv", n=60)
+    dm = CSVDataModule(str(path), target="label", seed=0)
+    dm.setup()
+    state = dm.state_dict()
+    assert state["split"]["strategy"] == "stratified" and state["preprocessing"]["kind"] == "tabular"
+    same = CSVDataModule(str(path), target="label", seed=0)
+    same.load_state_dict(state)
+    same.setup()  # identical data and split: resumes
+    other_seed = CSVDataModule(str(path), target="label", seed=1)
+    other_seed.load_state_dict(state)
+    with pytest.raises(SplitMismatchError, match="the split"):
+        other_seed.setup()
+    lines = path.read_text().splitlines()
+    lines[3] = lines[3].replace(lines[3].split(",")[0], "99.0", 1)
+    path.write_text("\n".join(lines) + "\n")
+    edited = CSVDataModule(str(path), target="label", seed=0)
+    edited.load_state_dict(state)
+    with pytest.raises(SplitMismatchError, match="the data differs"):
+        edited.setup()
