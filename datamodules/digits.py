@@ -21,7 +21,7 @@ class DigitsDataModule(ArrayDataModule):
             validation or test images).
         resize: side length the model resizes the images to (LeNet-5 expects 32); ``None`` keeps 8x8.
             The resize is part of the model's input transform, so the checkpoint takes raw 8x8 input.
-        val_size, test_size, seed, batch_size, num_workers, split, n_folds, fold: see ``ArrayDataModule``.
+        val_size, test_size, seed, batch_size, num_workers, split, n_folds, fold, audit: see ``ArrayDataModule``.
     """
 
     num_classes = 10
@@ -39,10 +39,11 @@ class DigitsDataModule(ArrayDataModule):
         split: str | None = None,
         n_folds: int | None = None,
         fold: int = 0,
+        audit: str | None = None,
     ) -> None:
         super().__init__(
             val_size=val_size, test_size=test_size, seed=seed, batch_size=batch_size, num_workers=num_workers,
-            split=split, n_folds=n_folds, fold=fold,
+            split=split, n_folds=n_folds, fold=fold, audit=audit,
         )
         if resize is not None and resize < 1:
             raise ValueError(f"data.resize must be a positive side length or null, got {resize}")

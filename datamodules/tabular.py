@@ -75,7 +75,7 @@ class CSVDataModule(ArrayDataModule):
             predictions (``TabularTransform.inverse_target``).
         group_column: a column of group ids (person, patient) for ``split='grouped'``; not a feature.
         time_column: a numeric column of times for ``split='time'``; not a feature.
-        val_size, test_size, seed, batch_size, num_workers, split, n_folds, fold, gap: see ``ArrayDataModule``.
+        val_size, test_size, seed, batch_size, num_workers, split, n_folds, fold, gap, audit: see ``ArrayDataModule``.
     """
 
     scale_axis = None  # the ColumnTransformer does the scaling
@@ -101,10 +101,11 @@ class CSVDataModule(ArrayDataModule):
         n_folds: int | None = None,
         fold: int = 0,
         gap: float = 0.0,
+        audit: str | None = None,
     ) -> None:
         super().__init__(
             val_size=val_size, test_size=test_size, seed=seed, batch_size=batch_size, num_workers=num_workers,
-            split=split, n_folds=n_folds, fold=fold, gap=gap,
+            split=split, n_folds=n_folds, fold=fold, gap=gap, audit=audit,
         )
         if task not in ("classification", "regression"):
             raise ValueError(f"data.task must be 'classification' or 'regression', got {task!r}")
