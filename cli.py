@@ -91,10 +91,44 @@ def print_models(pattern: str | None = None) -> None:
             print("  ".join("-" * w for w in widths))
 
 
+def run_audit(argv: list[str]) -> int:
+    """``zoo audit --config C [--mode warn|fail|drop] [other ZooCLI overrides]``: build the config's
+    DataModule, split it as training would, and print the contamination report (exit 1 if it is
+    contaminated and the mode is ``fail``)."""
+    import argparse
+    import warnings
+
+    from datamodules.audit import ContaminationError
+
+    p = argparse.ArgumentParser(prog="zoo audit", description=run_audit.__doc__)
+    p.add_argument("--mode", choices=("warn", "fail", "drop"), default="warn")
+    p.add_argument("--near-threshold", type=float, default=0.01, help="rms standardised distance per feature")
+    a, rest = p.parse_known_args(argv)
+    cli = ZooCLI(args=rest, run=False)
+    dm = cli.datamodule
+    if not hasattr(dm, "audit"):
+        raise SystemExit(f"zoo audit: {type(dm).__name__} has no audit(); it needs an ArrayDataModule-based DataModule")
+    dm.setup("fit")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the report is printed below, not as a warning
+        try:
+            report = dm.audit(a.mode, near_threshold=a.near_threshold)
+        except ContaminationError as e:
+            print(e)
+            return 1
+    print(report)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "list":
         print_models(argv[1] if len(argv) > 1 else None)
+        return
+    if argv and argv[0] == "audit":
+        code = run_audit(argv[1:])
+        if code:
+            raise SystemExit(code)
         return
     ZooCLI(args=argv if argv != sys.argv[1:] else None)
 

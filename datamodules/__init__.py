@@ -1,6 +1,25 @@
 """Leak-proof DataModules: split in ``setup()`` from a seed, statistics fitted on training rows only."""
 
-from .base import ArrayDataModule, SplitMismatchError
+from .audit import AuditReport, ContaminationError
+from .base import ArrayDataModule, InMemoryDataModule, SplitMismatchError
 from .digits import DigitsDataModule
+from .pairs import PairDataModule
+from .splits import make_split
+from .tabular import CSVDataModule
+from .vision import CIFAR10DataModule, FashionMNISTDataModule, ImageFolderDataModule, MNISTDataModule
 
-__all__ = ["ArrayDataModule", "DigitsDataModule", "SplitMismatchError"]
+__all__ = [
+    "ArrayDataModule",
+    "AuditReport",
+    "CIFAR10DataModule",
+    "CSVDataModule",
+    "ContaminationError",
+    "DigitsDataModule",
+    "FashionMNISTDataModule",
+    "ImageFolderDataModule",
+    "InMemoryDataModule",
+    "MNISTDataModule",
+    "PairDataModule",
+    "SplitMismatchError",
+    "make_split",
+]

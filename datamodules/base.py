@@ -21,9 +21,10 @@ from typing import Any
 import lightning.pytorch as pl
 import numpy as np
 import torch
-from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 from torch.utils.data import DataLoader, Dataset, TensorDataset
+
+from .splits import STRATEGIES, make_split
 
 
 def _sha256(*arrays: np.ndarray) -> str:
@@ -55,8 +56,11 @@ class SplitMismatchError(RuntimeError):
 class ArrayDataModule(pl.LightningDataModule):
     """Data held in memory as raw arrays ``X`` (N, *input_shape) and targets ``y`` (N,) or (N, K).
 
-    Subclasses implement ``load_arrays`` and set the class attributes below. The split is seeded;
-    stratified on ``y`` for classification; ``val_size`` and ``test_size`` are fractions of all rows.
+    Subclasses implement ``load_arrays`` and set the class attributes below; they may also provide
+    ``load_groups`` (a group per row for grouped splits), ``load_times`` (a time per row for time
+    splits) and ``official_test_index`` (rows of an official test set, which then stays the test
+    set). The split is seeded; by default stratified on ``y`` for classification and random for
+    regression; ``val_size`` and ``test_size`` are fractions of all rows.
 
     Class attributes:
         task_type: ``"classification"`` (integer labels in ``[0, num_classes)``, stratified split)
@@ -70,12 +74,21 @@ class ArrayDataModule(pl.LightningDataModule):
         seed: split seed; the split depends on it and the labels only.
         batch_size: training batch size (evaluation uses the same).
         num_workers: DataLoader worker processes.
+        split: ``None`` (stratified for classification, random for regression), ``random``,
+            ``stratified``, ``grouped``, ``stratified_grouped`` or ``time`` (see ``datamodules.splits``).
+        n_folds, fold: k-fold cross-validation: the test part is held out first, then fold ``fold``
+            of ``n_folds`` of the remaining rows is the validation part (``val_size`` is ignored).
+        gap: time split only: time units left out between train and validation and between
+            validation and test, so ``max(train time) + gap <= min(val time)``.
+        audit: ``None``, or run the contamination audit (``datamodules.audit``) in ``setup``:
+            ``"warn"``, ``"fail"`` or ``"drop"`` (duplicates of val/test rows leave training).
     """
 
     num_classes: int
     input_shape: tuple[int, ...]
     task_type: str = "classification"
     scale_axis: int | None = 0
+    raw_dtype: Any = np.float32  # dtype raw samples are held in (vision keeps uint8 to save memory)
 
     def __init__(
         self,
@@ -84,6 +97,11 @@ class ArrayDataModule(pl.LightningDataModule):
         seed: int = 0,
         batch_size: int = 64,
         num_workers: int = 0,
+        split: str | None = None,
+        n_folds: int | None = None,
+        fold: int = 0,
+        gap: float = 0.0,
+        audit: str | None = None,
     ) -> None:
         super().__init__()
         if not (0 < val_size < 1 and 0 < test_size < 1 and val_size + test_size < 1):
@@ -93,7 +111,18 @@ class ArrayDataModule(pl.LightningDataModule):
             )
         if batch_size < 1:
             raise ValueError(f"data.batch_size must be >= 1, got {batch_size}")
+        if split is not None and split not in STRATEGIES:
+            raise ValueError(f"data.split: unknown split strategy {split!r}; choose one of {list(STRATEGIES)} or null")
+        if n_folds is not None and (n_folds < 2 or not 0 <= fold < n_folds):
+            raise ValueError(f"data.n_folds must be >= 2 and data.fold in [0, n_folds), got n_folds={n_folds}, fold={fold}")
+        if gap < 0:
+            raise ValueError(f"data.gap must be >= 0, got {gap}")
         self.val_size, self.test_size, self.seed = val_size, test_size, seed
+        self.split_strategy, self.n_folds, self.fold, self.gap = split, n_folds, fold, gap
+        if audit is not None and audit not in ("warn", "fail", "drop"):
+            raise ValueError(f"data.audit must be 'warn', 'fail', 'drop' or null, got {audit!r}")
+        self.audit_mode = audit
+        self.audit_report = None
         self.batch_size, self.num_workers = batch_size, num_workers
         self.split_indices: dict[str, np.ndarray] | None = None
         self.fingerprint: str | None = None
@@ -105,6 +134,18 @@ class ArrayDataModule(pl.LightningDataModule):
     def load_arrays(self) -> tuple[np.ndarray, np.ndarray]:
         """Return raw ``X`` of shape ``(N, *input_shape)`` and integer labels ``y`` of shape ``(N,)``."""
         raise NotImplementedError
+
+    def load_groups(self) -> np.ndarray | None:
+        """A group id per row (person, patient, session) for grouped splits, or ``None``."""
+        return None
+
+    def load_times(self) -> np.ndarray | None:
+        """A time per row (numbers, e.g. seconds or days) for time-ordered splits, or ``None``."""
+        return None
+
+    def official_test_index(self) -> np.ndarray | None:
+        """Rows of an official test set (they stay the test set), or ``None``."""
+        return None
 
     # -------------------------------------------------------------------------------- helpers
 
@@ -124,16 +165,31 @@ class ArrayDataModule(pl.LightningDataModule):
             "std": self.scaler.scale_.tolist() if fitted else None,
         }
 
-    def split(self, y: np.ndarray) -> dict[str, np.ndarray]:
-        """Seeded stratified train/val/test indices (depend only on ``y``, the sizes and the seed)."""
-        idx = np.arange(len(y))
-        strat = self.task_type == "classification"
-        rest, test = train_test_split(idx, test_size=self.test_size, stratify=y if strat else None, random_state=self.seed)
-        val_frac = self.val_size / (1.0 - self.test_size)
-        train, val = train_test_split(
-            rest, test_size=val_frac, stratify=y[rest] if strat else None, random_state=self.seed
+    @property
+    def strategy(self) -> str:
+        """The split strategy in use (``split`` or the task type's default)."""
+        if self.split_strategy is not None:
+            return self.split_strategy
+        return "stratified" if self.task_type == "classification" else "random"
+
+    def split(self, y: np.ndarray, groups: np.ndarray | None = None, times: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """Seeded train/val/test indices; they depend only on ``y``, the groups, the times, the sizes,
+        the fold and the seed (never on feature values or the global RNG)."""
+        strat = self.strategy
+        return make_split(
+            len(y),
+            strategy=strat,
+            y=y if strat.startswith("stratified") or self.task_type == "classification" else None,
+            groups=groups,
+            times=times,
+            val_size=self.val_size,
+            test_size=self.test_size,
+            seed=self.seed,
+            gap=self.gap,
+            n_folds=self.n_folds,
+            fold=self.fold,
+            test_index=self.official_test_index(),
         )
-        return {"train": np.sort(train), "val": np.sort(val), "test": np.sort(test)}
 
     @property
     def split_hash(self) -> str | None:
@@ -150,7 +206,15 @@ class ArrayDataModule(pl.LightningDataModule):
         cols = np.moveaxis(x_train, axis + 1, -1).reshape(-1, c)  # (rows, C)
         if self.scale_axis is None:  # identity transform, still a fitted object for the state
             return StandardScaler(with_mean=False, with_std=False).fit(cols)
-        return StandardScaler().fit(cols)
+        if cols.shape[0] * cols.shape[1] <= 5_000_000:
+            return StandardScaler().fit(cols)
+        # Large image sets (CIFAR-10: 40k x 1024 rows x 3): partial_fit in chunks keeps float64
+        # copies small; the streaming mean/variance update is scikit-learn's own.
+        sc = StandardScaler()
+        step = max(1, 5_000_000 // cols.shape[1])
+        for i in range(0, cols.shape[0], step):
+            sc.partial_fit(cols[i : i + step].astype(np.float64))
+        return sc
 
     def _validate(self, x: np.ndarray, y: np.ndarray) -> None:
         if len(x) != len(y):
@@ -179,18 +243,45 @@ class ArrayDataModule(pl.LightningDataModule):
             return
         x, y = self.load_arrays()
         ydtype = np.int64 if self.task_type == "classification" else np.float32
-        x, y = np.asarray(x, dtype=np.float32), np.asarray(y, dtype=ydtype)
+        x, y = np.asarray(x, dtype=self.raw_dtype), np.asarray(y, dtype=ydtype)
         self._validate(x, y)
-        self.split_indices = self.split(y)
-        self.fingerprint = _sha256(x, y)
+        groups, times = self.load_groups(), self.load_times()
+        self.split_indices = self.split(y, groups, times)
+        self.fingerprint = self.data_fingerprint(x, y)
+        self.raw_x, self.raw_y = x, y  # kept for the contamination audit (datamodules.audit)
         # Rule 2: statistics from training rows only.
         self.scaler = self.fit_scaler(x[self.split_indices["train"]])
         self.fit_extra(x[self.split_indices["train"]], y[self.split_indices["train"]])
         self.datasets: dict[str, Dataset] = {
             k: self.make_dataset(x[i], y[i], train=k == "train") for k, i in self.split_indices.items()
         }
+        if self.audit_mode is not None:  # inside setup, so a drop is the same on every call and rank
+            self.audit_report = self.audit(self.audit_mode)
         if self._restored is not None:
             self._check_restored()
+
+    def data_fingerprint(self, x: np.ndarray, y: np.ndarray) -> str:
+        """Hash of the raw data (checked on resume); subclasses whose raw arrays depend on the split
+        (the CSV's category codes) hash their source instead."""
+        return _sha256(x, y)
+
+    def audit(self, mode: str = "warn", **kwargs: Any):
+        """Contamination audit across train/val/test (see ``datamodules.audit.run_audit``)."""
+        from .audit import run_audit
+
+        return run_audit(self, mode, **kwargs)
+
+    def drop_training_rows(self, rows: np.ndarray) -> None:
+        """Remove raw rows ``rows`` from training and refit the training statistics without them."""
+        assert self.split_indices is not None
+        train = np.setdiff1d(self.split_indices["train"], rows)
+        if len(train) == 0:
+            raise ValueError(f"{type(self).__name__}: dropping {len(rows)} duplicated rows leaves no training rows")
+        self.split_indices["train"] = train
+        x, y = self.raw_x, self.raw_y
+        self.scaler = self.fit_scaler(x[train])
+        self.fit_extra(x[train], y[train])
+        self.datasets["train"] = self.make_dataset(x[train], y[train], train=True)
 
     def fit_extra(self, x_train: np.ndarray, y_train: np.ndarray) -> None:
         """Hook for further statistics (target scaling, vocabularies); training rows only."""
@@ -237,6 +328,7 @@ class ArrayDataModule(pl.LightningDataModule):
             "split_hash": self.split_hash,
             "fingerprint": self.fingerprint,
             "sizes": {k: int(len(v)) for k, v in self.split_indices.items()},
+            "split": {"strategy": self.strategy, "seed": self.seed, "n_folds": self.n_folds, "fold": self.fold, "gap": self.gap},
             "preprocessing": self.preprocessing,
         }
 
@@ -249,9 +341,12 @@ class ArrayDataModule(pl.LightningDataModule):
 
     def _check_restored(self) -> None:
         state = self._restored
-        assert state is not None and self.scaler is not None
+        assert state is not None
         if state["fingerprint"] != self.fingerprint or state["split_hash"] != self.split_hash:
-            what = "the data" if state["fingerprint"] != self.fingerprint else "the split (seed, val_size or test_size)"
+            what = (
+                "the data" if state["fingerprint"] != self.fingerprint
+                else f"the split (saved settings {state.get('split')}; seed, val_size, test_size, split, n_folds, fold or gap)"
+            )
             raise SplitMismatchError(
                 f"{type(self).__name__}: {what} differs from the checkpoint's "
                 f"(data {state['fingerprint']} -> {self.fingerprint}, split {state['split_hash']} -> {self.split_hash}). "
@@ -259,6 +354,52 @@ class ArrayDataModule(pl.LightningDataModule):
                 "was trained with, or start a new run without ckpt_path."
             )
         # Restore the fitted statistics saved with the checkpoint.
-        if state["preprocessing"]["mean"] is not None:
+        if state["preprocessing"].get("mean") is not None and self.scaler is not None:
             self.scaler.mean_ = np.asarray(state["preprocessing"]["mean"], dtype=np.float64)
             self.scaler.scale_ = np.asarray(state["preprocessing"]["std"], dtype=np.float64)
+
+
+class InMemoryDataModule(ArrayDataModule):
+    """Any labelled arrays held in memory (a Python API: tests, notebooks, the pair builder).
+
+    Args:
+        x: raw samples ``(N, *input_shape)``; y: labels ``(N,)`` (classification) or targets.
+        task: ``"classification"`` or ``"regression"``.
+        num_classes: classification: number of classes (default ``max(y) + 1``); regression: output width.
+        groups, times: per-row groups / times for grouped or time splits.
+        feature_names: tables: a name per feature (the audit's report uses them).
+        scale_axis: see ``ArrayDataModule`` (default ``-1``: per feature; ``0`` per image channel).
+        Other arguments: see ``ArrayDataModule``.
+    """
+
+    def __init__(
+        self,
+        x: np.ndarray,
+        y: np.ndarray,
+        task: str = "classification",
+        num_classes: int | None = None,
+        groups: np.ndarray | None = None,
+        times: np.ndarray | None = None,
+        feature_names: list[str] | None = None,
+        scale_axis: int | None = -1,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if task not in ("classification", "regression"):
+            raise ValueError(f"task must be 'classification' or 'regression', got {task!r}")
+        self._x, self._y = np.asarray(x), np.asarray(y)
+        self.task_type, self.scale_axis = task, scale_axis
+        self.input_shape = tuple(self._x.shape[1:])
+        if num_classes is None:
+            num_classes = int(self._y.max()) + 1 if task == "classification" else (1 if self._y.ndim == 1 else self._y.shape[1])
+        self.num_classes = num_classes
+        self._groups, self._times, self.feature_names = groups, times, feature_names
+
+    def load_arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        return self._x, self._y
+
+    def load_groups(self) -> np.ndarray | None:
+        return None if self._groups is None else np.asarray(self._groups)
+
+    def load_times(self) -> np.ndarray | None:
+        return None if self._times is None else np.asarray(self._times)

@@ -23,14 +23,14 @@ class DigitsDataModule(ArrayDataModule):
             validation or test images).
         resize: side length the model resizes the images to (LeNet-5 expects 32); ``None`` keeps 8x8.
             The resize is part of the model's input transform, so the checkpoint takes raw 8x8 input.
-        val_size, test_size, seed, batch_size, num_workers: see ``ArrayDataModule``.
+        val_size, test_size, seed, batch_size, num_workers, split, n_folds, fold, audit: see ``ArrayDataModule``.
     """
 
     num_classes = 10
     input_shape = (1, 8, 8)
 
     def __init__(self, resize: int | None = None, augment: bool = False, **kwargs: Any) -> None:
-        super().__init__(**kwargs)  # val_size, test_size, seed, batch_size, num_workers
+        super().__init__(**kwargs)  # val_size, test_size, seed, batch_size, num_workers, split, n_folds, fold, audit
         if resize is not None and resize < 1:
             raise ValueError(f"data.resize must be a positive side length or null, got {resize}")
         self._resize = resize

@@ -61,6 +61,14 @@ class InputTransform(nn.Module):
     images, ``-1`` the feature axis of tables ``(F,)`` and sequences ``(T, F)``.
     """
 
+    def __new__(cls, spec: dict[str, Any] | None = None, *args: Any, **kwargs: Any):
+        # Tables carry a fitted ColumnTransformer instead of mean/std: build its torch replay.
+        if cls is InputTransform and isinstance(spec, dict) and spec.get("kind") == "tabular":
+            from .tabular_transform import TabularTransform
+
+            return TabularTransform(spec)
+        return super().__new__(cls)
+
     def __init__(self, spec: dict[str, Any]) -> None:
         super().__init__()
         self.raw_shape = tuple(int(s) for s in spec["input_shape"])
