@@ -2,5 +2,7 @@
 
 from .base import ArrayDataModule, SplitMismatchError
 from .digits import DigitsDataModule
+from .sequences import AddingProblemDataModule, SequentialDigitsDataModule
+from .timeseries import TimeSeriesDataModule
 
-__all__ = ["ArrayDataModule", "DigitsDataModule", "SplitMismatchError"]
+__all__ = ["ArrayDataModule", "DigitsDataModule", "SplitMismatchError", "SequentialDigitsDataModule", "AddingProblemDataModule", "TimeSeriesDataModule"]
