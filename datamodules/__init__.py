@@ -4,11 +4,14 @@ from .audit import AuditReport, ContaminationError
 from .base import ArrayDataModule, InMemoryDataModule, SplitMismatchError
 from .digits import DigitsDataModule
 from .pairs import PairDataModule
+from .sequences import AddingProblemDataModule, SequentialDigitsDataModule
 from .splits import make_split
 from .tabular import CSVDataModule
+from .timeseries import TimeSeriesDataModule
 from .vision import CIFAR10DataModule, FashionMNISTDataModule, ImageFolderDataModule, MNISTDataModule
 
 __all__ = [
+    "AddingProblemDataModule",
     "ArrayDataModule",
     "AuditReport",
     "CIFAR10DataModule",
@@ -20,6 +23,8 @@ __all__ = [
     "InMemoryDataModule",
     "MNISTDataModule",
     "PairDataModule",
+    "SequentialDigitsDataModule",
     "SplitMismatchError",
+    "TimeSeriesDataModule",
     "make_split",
 ]

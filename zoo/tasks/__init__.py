@@ -2,5 +2,6 @@
 
 from .base import OPTIMIZERS, SCHEDULERS, ZooTask
 from .classification import ClassificationTask
+from .sequence import SequenceRegressionTask
 
-__all__ = ["ZooTask", "ClassificationTask", "OPTIMIZERS", "SCHEDULERS"]
+__all__ = ["ZooTask", "ClassificationTask", "SequenceRegressionTask", "OPTIMIZERS", "SCHEDULERS"]
