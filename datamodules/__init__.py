@@ -2,5 +2,15 @@
 
 from .base import ArrayDataModule, SplitMismatchError
 from .digits import DigitsDataModule
+from .sklearn_tabular import BreastCancerDataModule, DiabetesDataModule, IrisDataModule
+from .synthetic import XORDataModule
 
-__all__ = ["ArrayDataModule", "DigitsDataModule", "SplitMismatchError"]
+__all__ = [
+    "ArrayDataModule",
+    "DigitsDataModule",
+    "SplitMismatchError",
+    "DiabetesDataModule",
+    "BreastCancerDataModule",
+    "IrisDataModule",
+    "XORDataModule",
+]
