@@ -81,7 +81,7 @@ class RegressionTask(ZooTask):
         self.target = TargetTransform((preprocessing or {}).get("target"), num_classes)
         metrics = lambda: torchmetrics.MetricCollection(  # noqa: E731
             {
-                "r2": torchmetrics.R2Score(num_outputs=num_classes, multioutput="uniform_average"),
+                "r2": torchmetrics.R2Score(multioutput="uniform_average"),
                 "mae": torchmetrics.MeanAbsoluteError(),
                 "mse": torchmetrics.MeanSquaredError(),
             }
