@@ -143,6 +143,8 @@ def test_config_errors_name_the_field():
         RegressionTask(num_classes=0)
     with pytest.raises(ValueError, match="model.model: 'mlp' has no perceptron_update"):
         PerceptronTask(model="mlp", input_shape=(4,))
+    with pytest.raises(ValueError, match="model.scheduler: PerceptronTask has no optimizer"):
+        PerceptronTask(input_shape=(4,), scheduler="cosine")
 
 
 def test_cli_links_tabular_data_into_tasks():

@@ -3,7 +3,7 @@ perceptron task, which trains by the perceptron learning rule instead of back-pr
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -24,24 +24,10 @@ class BinaryClassificationTask(ZooTask):
         pos_weight: weight of the positive class in the loss (class imbalance); ``None`` for 1.
     """
 
-    def __init__(
-        self,
-        model: str = "logistic_regression",
-        model_kwargs: dict[str, Any] | None = None,
-        num_classes: int = 2,
-        input_shape: Sequence[int] = (30,),
-        preprocessing: dict[str, Any] | None = None,
-        init: str | None = None,
-        optimizer: str = "adam",
-        lr: float = 1e-3,
-        weight_decay: float = 0.0,
-        momentum: float = 0.9,
-        nesterov: bool = False,
-        optimizer_kwargs: dict[str, Any] | None = None,
-        scheduler: str | None = None,
-        scheduler_kwargs: dict[str, Any] | None = None,
-        pos_weight: float | None = None,
-    ) -> None:
+    def __init__(self, pos_weight: float | None = None, **kwargs: Any) -> None:
+        # ZooTask's arguments arrive through **kwargs (as in ClassificationTask).
+        kwargs.setdefault("num_classes", 2)
+        num_classes = kwargs["num_classes"]
         if num_classes != 2:
             raise ValueError(
                 f"model.num_classes must be 2 for binary classification (one logit), got {num_classes}; "
@@ -49,11 +35,7 @@ class BinaryClassificationTask(ZooTask):
             )
         if pos_weight is not None and pos_weight <= 0:
             raise ValueError(f"model.pos_weight must be positive or null, got {pos_weight}")
-        super().__init__(
-            model, model_kwargs, num_classes, input_shape, preprocessing, init, optimizer, lr, weight_decay,
-            momentum, nesterov, optimizer_kwargs, scheduler, scheduler_kwargs,
-        )
-        self.hparams["pos_weight"] = pos_weight
+        super().__init__(**kwargs)
         self.register_buffer("pos_weight", torch.tensor([pos_weight]) if pos_weight else None, persistent=False)
         metrics = lambda: torchmetrics.MetricCollection(  # noqa: E731
             {
@@ -124,18 +106,18 @@ class PerceptronTask(BinaryClassificationTask):
         lr: step size of the rule (with a zero start it only rescales ``w``).
     """
 
-    def __init__(
-        self,
-        model: str = "perceptron",
-        model_kwargs: dict[str, Any] | None = None,
-        num_classes: int = 2,
-        input_shape: Sequence[int] = (4,),
-        preprocessing: dict[str, Any] | None = None,
-        lr: float = 1.0,
-    ) -> None:
-        super().__init__(model, model_kwargs, num_classes, input_shape, preprocessing, lr=lr)
+    def __init__(self, **kwargs: Any) -> None:
+        # ZooTask's arguments arrive through **kwargs like every zoo task (LightningCLI hands the
+        # hyper-parameters over as the config gives them, and ZooTask expects its full set). The
+        # optimizer arguments are unused: there is no optimizer. A schedule would silently do
+        # nothing, so it is refused.
+        if kwargs.get("scheduler") is not None:
+            raise ValueError("model.scheduler: PerceptronTask has no optimizer to schedule (the perceptron rule uses a fixed lr); set it to null")
+        kwargs.setdefault("model", "perceptron")
+        kwargs.setdefault("lr", 1.0)
+        super().__init__(**kwargs)
         if not hasattr(self.net, "perceptron_update"):
-            raise ValueError(f"model.model: {model!r} has no perceptron_update; PerceptronTask needs a threshold unit such as 'perceptron'")
+            raise ValueError(f"model.model: {self.hparams.model!r} has no perceptron_update; PerceptronTask needs a threshold unit such as 'perceptron'")
         self.automatic_optimization = False
 
     def loss(self, score: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

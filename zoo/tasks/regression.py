@@ -3,7 +3,7 @@ raw target units."""
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -55,29 +55,14 @@ class RegressionTask(ZooTask):
     ``val|test/mae``, ``val|test/mse`` (raw units; R^2 averaged uniformly over targets).
     """
 
-    def __init__(
-        self,
-        model: str = "linear_regression",
-        model_kwargs: dict[str, Any] | None = None,
-        num_classes: int = 1,
-        input_shape: Sequence[int] = (10,),
-        preprocessing: dict[str, Any] | None = None,
-        init: str | None = None,
-        optimizer: str = "adam",
-        lr: float = 1e-3,
-        weight_decay: float = 0.0,
-        momentum: float = 0.9,
-        nesterov: bool = False,
-        optimizer_kwargs: dict[str, Any] | None = None,
-        scheduler: str | None = None,
-        scheduler_kwargs: dict[str, Any] | None = None,
-    ) -> None:
+    def __init__(self, **kwargs: Any) -> None:
+        # ZooTask's arguments arrive through **kwargs (as in ClassificationTask); jsonargparse follows
+        # them into ZooTask's signature, so the CLI still shows and type-checks every one.
+        num_classes = kwargs.get("num_classes", 10)
         if num_classes < 1:
             raise ValueError(f"model.num_classes is the number of regression targets and must be >= 1, got {num_classes}")
-        super().__init__(
-            model, model_kwargs, num_classes, input_shape, preprocessing, init, optimizer, lr, weight_decay,
-            momentum, nesterov, optimizer_kwargs, scheduler, scheduler_kwargs,
-        )
+        super().__init__(**kwargs)
+        preprocessing = kwargs.get("preprocessing")
         self.target = TargetTransform((preprocessing or {}).get("target"), num_classes)
         metrics = lambda: torchmetrics.MetricCollection(  # noqa: E731
             {
