@@ -22,7 +22,7 @@ from sklearn.preprocessing import StandardScaler
 
 from .base import ArrayDataModule
 
-__all__ = ["DiabetesDataModule", "BreastCancerDataModule", "IrisDataModule"]
+__all__ = ["DiabetesDataModule", "BreastCancerDataModule", "IrisDataModule", "TargetScalingMixin"]
 
 
 class _TabularDataModule(ArrayDataModule):
@@ -34,7 +34,30 @@ class _TabularDataModule(ArrayDataModule):
         super().__init__(val_size=val_size, test_size=test_size, seed=seed, batch_size=batch_size, num_workers=num_workers)
 
 
-class DiabetesDataModule(_TabularDataModule):
+class TargetScalingMixin:
+    """For regression DataModules: fits the target mean/std on the training rows (``fit_extra``) and
+    adds them to ``preprocessing`` as ``target`` = ``{"mean": [...], "std": [...]}`` (one entry per
+    target column), which ``zoo.tasks.RegressionTask`` uses to train on standardised targets and to
+    predict in raw units. Put it before the ``ArrayDataModule`` subclass in the bases."""
+
+    target_scaler: StandardScaler | None = None
+
+    def fit_extra(self, x_train: np.ndarray, y_train: np.ndarray) -> None:
+        # Training targets only, like every other statistic (rule 2 of datamodules.base).
+        self.target_scaler = StandardScaler().fit(y_train.reshape(len(y_train), -1))
+
+    @property
+    def preprocessing(self) -> dict[str, Any]:
+        spec = super().preprocessing  # type: ignore[misc]
+        ts = self.target_scaler
+        spec["target"] = {
+            "mean": ts.mean_.tolist() if ts is not None else None,
+            "std": ts.scale_.tolist() if ts is not None else None,
+        }
+        return spec
+
+
+class DiabetesDataModule(TargetScalingMixin, _TabularDataModule):
     """scikit-learn's diabetes regression data: raw ``(10,)`` rows (``scaled=False``: the original
     units, so that our scaler, not sklearn's whole-data one, decides the statistics) and float targets.
 
@@ -52,26 +75,12 @@ class DiabetesDataModule(_TabularDataModule):
         self, val_size: float = 0.15, test_size: float = 0.2, seed: int = 0, batch_size: int = 32, num_workers: int = 0
     ) -> None:
         super().__init__(val_size=val_size, test_size=test_size, seed=seed, batch_size=batch_size, num_workers=num_workers)
-        self.target_scaler: StandardScaler | None = None
+        self.target_scaler = None
         self.save_hyperparameters()
 
     def load_arrays(self) -> tuple[np.ndarray, np.ndarray]:
         d = load_diabetes(scaled=False)
         return d.data.astype(np.float32), d.target.astype(np.float32)  # (442, 10), (442,)
-
-    def fit_extra(self, x_train: np.ndarray, y_train: np.ndarray) -> None:
-        # Training targets only, like every other statistic (rule 2 of datamodules.base).
-        self.target_scaler = StandardScaler().fit(y_train.reshape(len(y_train), -1))
-
-    @property
-    def preprocessing(self) -> dict[str, Any]:
-        spec = super().preprocessing
-        ts = self.target_scaler
-        spec["target"] = {
-            "mean": ts.mean_.tolist() if ts is not None else None,
-            "std": ts.scale_.tolist() if ts is not None else None,
-        }
-        return spec
 
 
 class BreastCancerDataModule(_TabularDataModule):

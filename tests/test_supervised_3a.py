@@ -10,7 +10,8 @@ from sklearn.linear_model import LinearRegression
 
 import zoo
 from cli import ZooCLI
-from datamodules import BreastCancerDataModule, DiabetesDataModule, IrisDataModule, XORDataModule
+from datamodules import ArrayDataModule, BreastCancerDataModule, DiabetesDataModule, IrisDataModule, XORDataModule
+from datamodules.sklearn_tabular import TargetScalingMixin
 from zoo.linear import least_squares
 from zoo.tasks import BinaryClassificationTask, PerceptronTask, RegressionTask
 
@@ -60,13 +61,13 @@ def test_perceptron_rule_matches_hand_computed_updates():
 def test_perceptron_reaches_training_accuracy_one_on_setosa_and_fails_xor_where_mlp_succeeds():
     pl.seed_everything(0)
     iris = IrisDataModule(setosa_vs_rest=True)
-    task = _link(PerceptronTask, iris, model_kwargs={"zero_init": True})
+    task = _link(PerceptronTask, iris, model="perceptron", model_kwargs={"zero_init": True}, lr=1.0)
     _trainer(max_epochs=5).fit(task, iris)
     iris_x, iris_y = iris.datasets["train"].tensors
     assert (task.net.predict(task.preprocess(iris_x)).squeeze(-1) == iris_y).all()  # training accuracy 1.0
 
     xor = XORDataModule(copies=40)
-    perc = _link(PerceptronTask, xor, model_kwargs={"zero_init": True})
+    perc = _link(PerceptronTask, xor, model="perceptron", model_kwargs={"zero_init": True}, lr=1.0)
     trainer = _trainer(max_epochs=10)
     trainer.fit(perc, xor)
     assert trainer.test(perc, xor, verbose=False)[0]["test/acc"] <= 0.75
@@ -142,9 +143,9 @@ def test_config_errors_name_the_field():
     with pytest.raises(ValueError, match="model.num_classes is the number of regression targets"):
         RegressionTask(num_classes=0)
     with pytest.raises(ValueError, match="model.model: 'mlp' has no perceptron_update"):
-        PerceptronTask(model="mlp", input_shape=(4,))
+        PerceptronTask(model="mlp", num_classes=2, input_shape=(4,))
     with pytest.raises(ValueError, match="model.scheduler: PerceptronTask has no optimizer"):
-        PerceptronTask(input_shape=(4,), scheduler="cosine")
+        PerceptronTask(model="perceptron", num_classes=2, input_shape=(4,), scheduler="cosine")
 
 
 def test_cli_links_tabular_data_into_tasks():
@@ -153,3 +154,33 @@ def test_cli_links_tabular_data_into_tasks():
     assert c.model.hparams.preprocessing["axis"] == -1 and "target" in c.model.hparams.preprocessing
     c = ZooCLI(args=["--config", str(ROOT / "configs/perceptron_iris.yaml")], run=False)
     assert isinstance(c.model, PerceptronTask) and c.datamodule.num_classes == 2
+
+
+class _TwoTargets(TargetScalingMixin, ArrayDataModule):
+    """Generated multi-output regression: two targets in very different units."""
+
+    num_classes = 2  # output width = number of targets
+    input_shape = (3,)
+    task_type = "regression"
+    scale_axis = -1
+
+    def load_arrays(self):
+        rng = np.random.default_rng(0)
+        x = rng.normal(2.0, 3.0, size=(300, 3)).astype(np.float32)
+        y = np.stack([100 + 40 * x[:, 0] - 10 * x[:, 1], -0.5 * x[:, 2] + 0.01], axis=1).astype(np.float32)
+        return x, y  # (300, 3), (300, 2)
+
+
+def test_multi_output_regression_uses_num_classes_as_width():
+    pl.seed_everything(0)
+    dm = _TwoTargets(batch_size=512)
+    task = _link(RegressionTask, dm, model="linear_regression", optimizer="sgd", lr=0.1)
+    trainer = _trainer(max_epochs=150, num_sanity_val_steps=0, check_val_every_n_epoch=1000)
+    trainer.fit(task, dm)
+    assert task.net.num_classes == 2 and len(task.hparams.preprocessing["target"]["mean"]) == 2
+    assert trainer.test(task, dm, verbose=False)[0]["test/r2"] > 0.99  # noise-free linear targets
+    x, y = dm.datasets["test"].tensors
+    with torch.no_grad():
+        pred = task.eval()(x)  # (N, 2) raw units
+    assert pred.shape == (len(x), 2)
+    torch.testing.assert_close(pred, y, atol=0.5, rtol=0.02)

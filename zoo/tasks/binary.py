@@ -26,8 +26,7 @@ class BinaryClassificationTask(ZooTask):
 
     def __init__(self, pos_weight: float | None = None, **kwargs: Any) -> None:
         # ZooTask's arguments arrive through **kwargs (as in ClassificationTask).
-        kwargs.setdefault("num_classes", 2)
-        num_classes = kwargs["num_classes"]
+        num_classes = kwargs.get("num_classes", 10)  # ZooTask's default; the CLI links the data's
         if num_classes != 2:
             raise ValueError(
                 f"model.num_classes must be 2 for binary classification (one logit), got {num_classes}; "
@@ -113,8 +112,6 @@ class PerceptronTask(BinaryClassificationTask):
         # nothing, so it is refused.
         if kwargs.get("scheduler") is not None:
             raise ValueError("model.scheduler: PerceptronTask has no optimizer to schedule (the perceptron rule uses a fixed lr); set it to null")
-        kwargs.setdefault("model", "perceptron")
-        kwargs.setdefault("lr", 1.0)
         super().__init__(**kwargs)
         if not hasattr(self.net, "perceptron_update"):
             raise ValueError(f"model.model: {self.hparams.model!r} has no perceptron_update; PerceptronTask needs a threshold unit such as 'perceptron'")

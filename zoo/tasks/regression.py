@@ -58,7 +58,7 @@ class RegressionTask(ZooTask):
     def __init__(self, **kwargs: Any) -> None:
         # ZooTask's arguments arrive through **kwargs (as in ClassificationTask); jsonargparse follows
         # them into ZooTask's signature, so the CLI still shows and type-checks every one.
-        num_classes = kwargs.get("num_classes", 10)
+        num_classes = kwargs.get("num_classes", 10)  # ZooTask's default; the CLI links the data's
         if num_classes < 1:
             raise ValueError(f"model.num_classes is the number of regression targets and must be >= 1, got {num_classes}")
         super().__init__(**kwargs)
