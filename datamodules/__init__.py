@@ -5,7 +5,9 @@ from .base import ArrayDataModule, InMemoryDataModule, SplitMismatchError
 from .digits import DigitsDataModule
 from .pairs import PairDataModule
 from .sequences import AddingProblemDataModule, SequentialDigitsDataModule
+from .sklearn_tabular import BreastCancerDataModule, DiabetesDataModule, IrisDataModule
 from .splits import make_split
+from .synthetic import XORDataModule
 from .tabular import CSVDataModule
 from .timeseries import TimeSeriesDataModule
 from .vision import CIFAR10DataModule, FashionMNISTDataModule, ImageFolderDataModule, MNISTDataModule
@@ -14,17 +16,21 @@ __all__ = [
     "AddingProblemDataModule",
     "ArrayDataModule",
     "AuditReport",
+    "BreastCancerDataModule",
     "CIFAR10DataModule",
     "CSVDataModule",
     "ContaminationError",
+    "DiabetesDataModule",
     "DigitsDataModule",
     "FashionMNISTDataModule",
     "ImageFolderDataModule",
     "InMemoryDataModule",
+    "IrisDataModule",
     "MNISTDataModule",
     "PairDataModule",
     "SequentialDigitsDataModule",
     "SplitMismatchError",
     "TimeSeriesDataModule",
+    "XORDataModule",
     "make_split",
 ]

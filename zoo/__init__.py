@@ -9,6 +9,7 @@ from .init import INIT_SCHEMES, init_weights
 
 # Importing each family registers its variants (order: as in the README's model table).
 from . import mlp, lenet  # noqa: E402,F401  isort: skip
+from . import linear, perceptron  # noqa: E402,F401  isort: skip
 from . import simple_convnet, vgg, resnet, rnn  # noqa: E402,F401  isort: skip
 
 __all__ = [

@@ -1,7 +1,18 @@
 """LightningModules that add a task (loss, metrics, optimizer) to the pure architectures in ``zoo``."""
 
 from .base import OPTIMIZERS, SCHEDULERS, ZooTask
+from .binary import BinaryClassificationTask, PerceptronTask
 from .classification import ClassificationTask
+from .regression import RegressionTask
 from .sequence import SequenceRegressionTask
 
-__all__ = ["ZooTask", "ClassificationTask", "SequenceRegressionTask", "OPTIMIZERS", "SCHEDULERS"]
+__all__ = [
+    "ZooTask",
+    "ClassificationTask",
+    "BinaryClassificationTask",
+    "PerceptronTask",
+    "RegressionTask",
+    "SequenceRegressionTask",
+    "OPTIMIZERS",
+    "SCHEDULERS",
+]
