@@ -117,3 +117,24 @@ def test_stop_action_ends_the_run_and_bad_arguments_are_named():
     assert trainer.global_step == 1  # stopped right after the first report (step 0), 5 epochs were allowed
     with pytest.raises(ValueError, match="action must be one of"):
         GradientInspector(action="explode")
+
+
+def test_norms_are_taken_on_unscaled_gradients_under_a_grad_scaler():
+    from lightning.pytorch.plugins import MixedPrecision
+
+    def first_norm(**trainer_kw):
+        pl.seed_everything(0)
+        dm = DigitsDataModule(batch_size=64)
+        task = ClassificationTask(model="mlp", model_kwargs={"hidden": [32]}, num_classes=10, input_shape=dm.input_shape,
+                                  preprocessing=dm.preprocessing)
+        gi = GradientInspector(log_every_n_steps=1, plot=False)
+        trainer = pl.Trainer(max_steps=1, logger=False, enable_progress_bar=False, enable_model_summary=False,
+                             enable_checkpointing=False, limit_val_batches=0, callbacks=[gi], **trainer_kw)
+        trainer.fit(task, dm)
+        return gi.last_metrics["grad/global_norm"], trainer
+
+    plain, _ = first_norm()
+    # fp16 AMP with a loss scale of 2**16: the loss is multiplied by 65536 before backward
+    scaled, trainer = first_norm(plugins=[MixedPrecision("16-mixed", "cpu", scaler=torch.amp.GradScaler("cpu", init_scale=2.0**16))])
+    assert trainer.precision_plugin.scaler is not None
+    assert scaled == pytest.approx(plain, rel=0.02)
