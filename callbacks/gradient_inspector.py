@@ -132,6 +132,8 @@ class GradientInspector(Callback):
         self._act_stats: dict[str, tuple[str, float]] = {}
         self._before: list[torch.Tensor] | None = None
         self._flow: dict[str, list[float]] = {}  # layer -> [sum mean|g|, max |g|, count] this epoch
+        self._pending: dict[str, float] | None = None
+        self._step = 0
 
     # ------------------------------------------------------------------------------ set-up
 
@@ -143,6 +145,7 @@ class GradientInspector(Callback):
             params = [p for p in mod.parameters(recurse=False) if p.requires_grad]
             if params:
                 self._layers.append((name or "model", params))
+        self._params = [p for _, ps in self._layers for p in ps]
 
     def _plot_epoch(self, trainer) -> bool:
         return self.plot and trainer.current_epoch % self.plot_every_n_epochs == 0
@@ -154,6 +157,8 @@ class GradientInspector(Callback):
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         self._batch = batch  # a reference only: used to locate a non-finite value if one appears
+        if self._inspect:  # still waiting for the optimizer step of an accumulation window
+            return
         step = trainer.global_step
         self._inspect = step % self.log_every_n_steps == 0 or (batch_idx == 0 and self._plot_epoch(trainer))
         self._step = step
@@ -206,20 +211,21 @@ class GradientInspector(Callback):
         norms = None
         if self.check_nonfinite or self._inspect:
             # one fused kernel for all parameters (cheaper than a Python loop of norms)
-            norms = torch.stack(torch._foreach_norm(tensors)).float()  # (n_params,)
+            norms = torch.stack(torch._foreach_norm(tensors))  # (n_params,)
         if self.check_nonfinite:
             # Parameters too: an Inf weight behind a ReLU can leave every gradient finite, and
             # the checkpoint would then hold it. One fused norm and one device sync per step.
-            params = [p for _, ps in self._layers for p in ps]
-            pnorms = torch.stack(torch._foreach_norm(params)).float()
+            pnorms = torch.stack(torch._foreach_norm(self._params))
             amp = self._scaler(trainer) is not None  # fp16 AMP: the scaler owns non-finite gradients
-            ok = torch.isfinite(pnorms).all() if amp else torch.isfinite(torch.cat([norms, pnorms])).all()
-            if not bool(ok):
+            # a sum of norms is finite iff every norm is (NaN and Inf propagate): one scalar to sync
+            total = pnorms.sum() if amp else pnorms.sum() + norms.sum()
+            if not bool(torch.isfinite(total)):
                 what = "parameter" if not bool(torch.isfinite(pnorms).all()) else "gradient"
                 self._raise_nonfinite(trainer, pl_module, what)
         if not self._inspect:
             return
         # per-layer L2 norm = sqrt(sum of squared parameter norms)
+        norms = norms.float()
         idx = torch.tensor([i for i, _ in grads], device=norms.device)
         sq = torch.zeros(len(self._layers), device=norms.device).index_add_(0, idx, norms.square())
         layer_norm = sq.sqrt().cpu()
@@ -250,6 +256,8 @@ class GradientInspector(Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if not self._inspect:
             return
+        if getattr(self, "_pending", None) is None and trainer.global_step == self._step:
+            return  # accumulating gradients: the optimizer step (and its norms) comes with a later batch
         self._remove_hooks()
         self._inspect = False
         metrics = getattr(self, "_pending", None)

@@ -138,3 +138,16 @@ def test_norms_are_taken_on_unscaled_gradients_under_a_grad_scaler():
     scaled, trainer = first_norm(plugins=[MixedPrecision("16-mixed", "cpu", scaler=torch.amp.GradScaler("cpu", init_scale=2.0**16))])
     assert trainer.precision_plugin.scaler is not None
     assert scaled == pytest.approx(plain, rel=0.02)
+
+
+def test_logging_steps_are_optimizer_steps_with_gradient_accumulation():
+    gi = GradientInspector(log_every_n_steps=3, plot=False)
+    pl.seed_everything(0)
+    dm = DigitsDataModule(batch_size=64)
+    task = ClassificationTask(model="mlp", model_kwargs={"hidden": [16]}, num_classes=10, input_shape=dm.input_shape,
+                              preprocessing=dm.preprocessing)
+    trainer = pl.Trainer(max_steps=10, accumulate_grad_batches=2, logger=False, enable_progress_bar=False,
+                         enable_model_summary=False, enable_checkpointing=False, limit_val_batches=0, callbacks=[gi])
+    trainer.fit(task, dm)
+    assert [h["step"] for h in gi.history] == [0, 3, 6, 9]
+    assert all("act/dead_frac/net.features.1.1" in h and "update_ratio/net.head" in h for h in gi.history)
