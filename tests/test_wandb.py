@@ -70,3 +70,29 @@ def test_unreachable_wandb_server_falls_back_to_csv_and_fit_finishes(tmp_path, m
     assert logger.fell_back
     metrics = Path(logger.fallback_logger.log_dir) / "metrics.csv"
     assert "val/loss" in metrics.read_text().splitlines()[0]
+
+
+def test_zoo_fit_with_the_wandb_config_and_no_api_key_writes_an_offline_run(tmp_path, monkeypatch):
+    import cli
+
+    monkeypatch.delenv("WANDB_MODE", raising=False)  # decided by the preset: no key -> offline
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    root = Path(__file__).resolve().parents[1]
+    cli.main([
+        "fit", "--config", str(root / "configs/lenet5_digits_wandb.yaml"),
+        "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "6", "--trainer.enable_progress_bar", "false",
+        "--trainer.logger.init_args.save_dir", str(tmp_path), "--trainer.default_root_dir", str(tmp_path),
+    ])
+    import wandb
+
+    wandb.finish()
+    files = list(Path(tmp_path, "wandb").glob("offline-run-*/run-*.wandb"))
+    assert len(files) == 1
+    rows = offline_history(files[0])
+    keys = set().union(*rows)
+    assert {"val/loss", "val/acc", "test/acc", "grad/global_norm"} <= keys
+    kinds = {k.split("/_type")[0]: r[k] for r in rows for k in r if k.endswith("/_type")}
+    assert kinds["grad/flow"] == "images/separated" and kinds["val/predictions"] == "table-file"
+    assert kinds["test/confusion_matrix"] == "table-file"
