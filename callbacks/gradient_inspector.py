@@ -155,6 +155,11 @@ class GradientInspector(Callback):
 
     # ------------------------------------------------------------------------- per batch
 
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        # Lightning steps the optimizer at the end of an epoch even mid-accumulation: nothing carries over
+        self._remove_hooks()
+        self._inspect, self._pending, self._before = False, None, None
+
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         self._batch = batch  # a reference only: used to locate a non-finite value if one appears
         if self._inspect:  # still waiting for the optimizer step of an accumulation window
