@@ -81,7 +81,7 @@ class GradientInspector(Callback):
         update_ratio: log the update-to-weight ratios (copies the weights on logging steps).
         activations: attach the activation hooks on logging steps.
         plot: save (and log) the gradient-flow picture.
-        plot_every_n_epochs: how often; the picture costs tens of milliseconds of rendering, which
+        plot_every_n_epochs: how often; rendering the picture costs a fixed time per epoch, which
             matters only when epochs are very short (see ``benchmarks/inspector_overhead.py``).
     """
 
