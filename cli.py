@@ -20,6 +20,31 @@ import datamodules  # noqa: F401  (registers the DataModules for class_path shor
 from zoo.tasks import ZooTask
 
 
+# Generic early stopping; a task refines it with a class attribute ``early_stopping_preset``.
+# ``patience`` counts VALIDATION CHECKS without improvement, not epochs: with
+# ``trainer.check_val_every_n_epoch: 2`` a patience of 10 waits 20 epochs, with
+# ``val_check_interval: 0.25`` it waits 2.5 epochs.
+EARLY_STOPPING_DEFAULTS = {"monitor": "val/loss", "mode": "min", "patience": 10, "min_delta": 0.0}
+
+
+def early_stopping_preset(class_path: str | None) -> dict[str, Any]:
+    """The ``early_stopping_preset`` dict of the task class at ``class_path`` (empty if none)."""
+    if not class_path:
+        return {}
+    import importlib
+
+    module, _, name = class_path.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module or "zoo.tasks"), name)
+    except (ImportError, AttributeError):
+        return {}  # jsonargparse reports a bad class_path itself, with the choices
+    preset = dict(getattr(cls, "early_stopping_preset", None) or {})
+    unknown = set(preset) - set(EARLY_STOPPING_DEFAULTS)
+    if unknown:
+        raise ValueError(f"{class_path}.early_stopping_preset: unknown keys {sorted(unknown)}; use {sorted(EARLY_STOPPING_DEFAULTS)}")
+    return preset
+
+
 class ZooCLI(LightningCLI):
     """LightningCLI with the zoo's conventions.
 
@@ -27,7 +52,10 @@ class ZooCLI(LightningCLI):
     * What the data knows is linked into the model once the DataModule exists: ``num_classes``,
       ``input_shape`` and the ``preprocessing`` spec, so configs never repeat them.
     * EarlyStopping (``early_stopping.*``) and ModelCheckpoint (``checkpoint.*``) are always on and
-      watch ``val/loss``; ``zoo fit`` ends by testing the best checkpoint.
+      watch ``val/loss``, or what the task's ``early_stopping_preset`` says; ``early_stopping.patience``
+      counts validation checks, not epochs. ``zoo fit`` ends by testing the best checkpoint.
+    * The terminal progress bar is Lightning's ``RichProgressBar`` (``rich`` is a dependency, and
+      Lightning picks it whenever ``rich`` is installed), so no config needs to ask for it.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -42,7 +70,7 @@ class ZooCLI(LightningCLI):
         for attr in ("num_classes", "input_shape", "preprocessing"):
             parser.link_arguments(f"data.{attr}", f"model.init_args.{attr}", apply_on="instantiate")
         parser.add_lightning_class_args(EarlyStopping, "early_stopping")
-        parser.set_defaults({"early_stopping.monitor": "val/loss", "early_stopping.mode": "min", "early_stopping.patience": 10})
+        parser.set_defaults({f"early_stopping.{k}": v for k, v in EARLY_STOPPING_DEFAULTS.items()})
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.set_defaults(
             {
@@ -53,6 +81,25 @@ class ZooCLI(LightningCLI):
                 "checkpoint.save_last": True,
             }
         )
+
+    def before_instantiate_classes(self) -> None:
+        """Apply the task's early-stopping preset to every ``early_stopping.*`` value left at its default.
+
+        A task class may define ``early_stopping_preset = {"monitor": ..., "mode": ..., "patience": ...,
+        "min_delta": ...}`` (any subset). Values the user set in a config or on the command line win;
+        a value equal to the generic default (``EARLY_STOPPING_DEFAULTS``) counts as not set. The
+        checkpoint follows the preset's ``monitor``/``mode`` when those are left at their defaults too.
+        ``patience`` counts validation checks, not epochs (see ``docs/callbacks.md``).
+        """
+        cfg = self.config.get(self.subcommand) if self.subcommand else self.config
+        if cfg is None or cfg.get("early_stopping") is None:
+            return
+        preset = early_stopping_preset(cfg.get("model.class_path"))
+        for key, generic in EARLY_STOPPING_DEFAULTS.items():
+            if key in preset and cfg.get(f"early_stopping.{key}") == generic:
+                cfg[f"early_stopping.{key}"] = preset[key]
+                if key in ("monitor", "mode") and cfg.get(f"checkpoint.{key}") == generic:
+                    cfg[f"checkpoint.{key}"] = preset[key]
 
     def after_fit(self) -> None:
         """Report the test metrics of the best checkpoint (the weights ModelCheckpoint kept)."""

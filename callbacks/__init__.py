@@ -1,1 +1,7 @@
+"""Callbacks of the zoo: gradient inspection, W&B preset and extras, image sampling."""
 
+from .gradient_inspector import GradientInspector, NonFiniteGradientError
+from .image_sampler import ImageSampler
+from .wandb import WandbExtras, ZooWandbLogger
+
+__all__ = ["GradientInspector", "ImageSampler", "NonFiniteGradientError", "WandbExtras", "ZooWandbLogger"]

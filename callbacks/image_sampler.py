@@ -1,0 +1,121 @@
+"""``ImageSampler``: a picture of what a generative or reconstruction model produces, every N epochs.
+
+What it needs from the LightningModule (checked at fit start, with an error naming the method):
+
+* ``mode="generate"``: a method ``sample(n: int) -> Tensor (n, C, H, W)``, e.g. a VAE or GAN decoding
+  ``n`` latent draws;
+* ``mode="reconstruct"``: a method ``reconstruct(x) -> Tensor`` of the shape of ``x`` (an autoencoder);
+  the grid shows the first ``n`` validation images (top rows) above their reconstructions.
+  ``reconstruct_with_forward=True`` uses ``forward`` instead, for modules whose output is the
+  reconstruction.
+
+The grid (``torchvision.utils.make_grid``) goes to every logger that takes images (W&B through
+``log_image``, TensorBoard through ``experiment.add_image``) and, always, to
+``<log_dir>/samples/epoch_XXX.png`` (``torchvision.utils.save_image``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from lightning.pytorch.callbacks import Callback
+
+MODES = ("generate", "reconstruct")
+
+
+class ImageSampler(Callback):
+    """Write an image grid of samples or reconstructions at the end of every ``every_n_epochs`` epochs.
+
+    Args:
+        mode: ``"generate"`` (needs ``pl_module.sample(n)``) or ``"reconstruct"`` (needs
+            ``pl_module.reconstruct(x)``, or ``forward`` with ``reconstruct_with_forward=True``).
+        n: number of images (generate) or of validation images (reconstruct).
+        nrow: images per grid row.
+        every_n_epochs: how often.
+        normalize: rescale the grid to [0, 1] from its min and max (``make_grid(normalize=True)``);
+            turn off when the model already outputs [0, 1].
+        key: image key for the loggers.
+        reconstruct_with_forward: see ``mode``.
+    """
+
+    def __init__(
+        self,
+        mode: str = "generate",
+        n: int = 16,
+        nrow: int = 8,
+        every_n_epochs: int = 1,
+        normalize: bool = True,
+        key: str = "samples",
+        reconstruct_with_forward: bool = False,
+    ) -> None:
+        super().__init__()
+        if mode not in MODES:
+            raise ValueError(f"ImageSampler: mode must be one of {list(MODES)}, got {mode!r}")
+        if n < 1 or every_n_epochs < 1:
+            raise ValueError(f"ImageSampler: n and every_n_epochs must be >= 1, got n={n}, every_n_epochs={every_n_epochs}")
+        self.mode, self.n, self.nrow, self.every_n_epochs = mode, int(n), int(nrow), int(every_n_epochs)
+        self.normalize, self.key, self.with_forward = normalize, key, reconstruct_with_forward
+        self.last_path: Path | None = None
+
+    def _method(self) -> str:
+        return "sample" if self.mode == "generate" else ("forward" if self.with_forward else "reconstruct")
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        name = self._method()
+        if not callable(getattr(pl_module, name, None)):
+            need = {
+                "sample": "a method `sample(n) -> Tensor (n, C, H, W)`",
+                "reconstruct": "a method `reconstruct(x) -> Tensor` shaped like x (or pass reconstruct_with_forward=True)",
+            }[name]
+            raise AttributeError(
+                f"ImageSampler(mode={self.mode!r}) needs {need} on the LightningModule, but "
+                f"{type(pl_module).__name__} has no `{name}`; add it or remove the callback"
+            )
+
+    @torch.no_grad()
+    def images(self, trainer, pl_module) -> torch.Tensor:
+        """The images of the grid, (k, C, H, W)."""
+        if self.mode == "generate":
+            out = pl_module.sample(self.n)
+            return self._check(out, "sample(n)")
+        dl = trainer.datamodule.val_dataloader() if trainer.datamodule is not None else trainer.val_dataloaders
+        batch = next(iter(dl))
+        x = batch[0] if isinstance(batch, (list, tuple)) else batch
+        x = x[: self.n].to(pl_module.device)
+        rec = pl_module(x) if self.with_forward else pl_module.reconstruct(x)
+        rec = self._check(rec, self._method() + "(x)")
+        if rec.shape != x.shape:
+            raise ValueError(f"ImageSampler: {self._method()}(x) returned shape {tuple(rec.shape)}, expected x's shape {tuple(x.shape)}")
+        # originals in the first rows, their reconstructions below, column for column
+        return torch.cat([x, rec])
+
+    @staticmethod
+    def _check(t, what: str) -> torch.Tensor:
+        if not isinstance(t, torch.Tensor) or t.dim() != 4:
+            shape = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
+            raise ValueError(f"ImageSampler: {what} must return a (N, C, H, W) tensor, got {shape}")
+        return t
+
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        if trainer.sanity_checking or trainer.current_epoch % self.every_n_epochs or not trainer.is_global_zero:
+            return
+        from torchvision.utils import make_grid, save_image
+
+        was_training = pl_module.training
+        pl_module.eval()
+        imgs = self.images(trainer, pl_module).detach().float().cpu()  # (k, C, H, W)
+        pl_module.train(was_training)
+        # reconstruct: n originals then n reconstructions, so each reconstruction sits under its original
+        nrow = self.nrow if self.mode == "generate" else min(self.n, self.nrow)
+        grid = make_grid(imgs, nrow=nrow, normalize=self.normalize, pad_value=1.0)  # (3, H', W')
+        out = Path(trainer.log_dir or trainer.default_root_dir) / "samples"
+        out.mkdir(parents=True, exist_ok=True)
+        path = out / f"epoch_{trainer.current_epoch:03d}.png"
+        save_image(grid, path)
+        self.last_path, self.last_grid = path, grid
+        for logger in trainer.loggers:
+            if hasattr(logger, "log_image"):  # WandbLogger (our ZooWandbLogger skips it after a fallback)
+                logger.log_image(key=self.key, images=[str(path)], step=trainer.global_step)
+            elif hasattr(getattr(logger, "experiment", None), "add_image"):  # TensorBoard
+                logger.experiment.add_image(self.key, grid, global_step=trainer.global_step)

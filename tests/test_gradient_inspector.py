@@ -1,0 +1,153 @@
+"""GradientInspector: it diagnoses vanishing gradients and dead units, stays quiet on a healthy
+network, and stops at a planted NaN before any checkpoint holds it."""
+
+import csv
+import warnings
+
+import lightning.pytorch as pl
+import pytest
+import torch
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
+
+from callbacks import GradientInspector, NonFiniteGradientError
+from datamodules import DigitsDataModule
+from zoo.tasks import ClassificationTask
+
+
+def _fit(model_kwargs, callbacks, max_epochs=2, logger=False, **task_kw):
+    pl.seed_everything(0)
+    dm = DigitsDataModule(batch_size=64)
+    task = ClassificationTask(model="mlp", model_kwargs=model_kwargs, num_classes=10, input_shape=dm.input_shape,
+                              preprocessing=dm.preprocessing, **task_kw)
+    trainer = pl.Trainer(max_epochs=max_epochs, logger=logger, enable_progress_bar=False, enable_model_summary=False,
+                         enable_checkpointing=any(isinstance(c, ModelCheckpoint) for c in callbacks),
+                         limit_val_batches=0, callbacks=callbacks)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer.fit(task, dm)
+    return trainer
+
+
+def _kinds(inspector):
+    return {(a["kind"], a["layer"]) for a in inspector.alerts}
+
+
+def test_deep_sigmoid_mlp_reports_vanishing_gradients_in_the_first_layers():
+    gi = GradientInspector(log_every_n_steps=5)
+    _fit({"hidden": [32] * 10, "act": "sigmoid"}, [gi])
+    vanishing = {layer for kind, layer in _kinds(gi) if kind == "vanishing"}
+    # the first hidden layers vanish, the last ones near the loss do not
+    assert {"net.features.1.0", "net.features.2.0", "net.features.3.0"} <= vanishing
+    assert "net.head" not in vanishing and "net.features.10.0" not in vanishing
+    m = gi.last_metrics
+    assert m["grad/net.features.1.0"] < 1e-3 * m["grad/net.head"]
+    # the global norm is the L2 norm of the layer norms
+    layer = torch.tensor([v for k, v in m.items() if k.startswith("grad/") and k != "grad/global_norm"])
+    assert m["grad/global_norm"] == pytest.approx(float(layer.norm()), rel=1e-4)
+
+
+def test_relu_net_with_huge_learning_rate_reports_dead_units_and_healthy_one_reports_nothing():
+    broken = GradientInspector(log_every_n_steps=5)
+    _fit({"hidden": [64, 64]}, [broken], optimizer="sgd", lr=5.0)
+    dead = {layer for kind, layer in _kinds(broken) if kind == "dead_units"}
+    assert dead == {"net.features.1.1", "net.features.2.1"}
+    assert broken.last_metrics["act/dead_frac/net.features.1.1"] > 0.5
+
+    healthy = GradientInspector(log_every_n_steps=5)
+    _fit({"hidden": [64, 64]}, [healthy], optimizer="adam", lr=1e-3)
+    assert healthy.alerts == []
+    assert healthy.last_metrics["act/dead_frac/net.features.1.1"] < 0.5
+    # update-to-weight ratios are logged per layer, and small for a sane learning rate
+    assert 0 < healthy.last_metrics["update_ratio/net.features.1.0"] < 0.05
+
+
+class _PlantNaN(Callback):
+    """Makes the output of one layer NaN from step k on."""
+
+    def __init__(self, layer: str, k: int):
+        self.layer, self.k = layer, k
+
+    def on_fit_start(self, trainer, pl_module):
+        mod = dict(pl_module.named_modules())[self.layer]
+        mod.register_forward_hook(lambda m, i, o: o * float("nan") if trainer.global_step >= self.k and m.training else o)
+
+
+def test_nan_planted_at_step_k_stops_at_k_naming_the_layer_and_no_checkpoint_is_non_finite(tmp_path):
+    k = 7
+    gi = GradientInspector(log_every_n_steps=50)
+    ckpt = ModelCheckpoint(dirpath=tmp_path / "ckpt", every_n_train_steps=1, save_top_k=-1, save_last=True)
+    with pytest.raises(NonFiniteGradientError, match=rf"step {k}; first offending layer .*: net\.features\.2\.0"):
+        _fit({"hidden": [32, 32, 32]}, [_PlantNaN("net.features.2.0", k), gi, ckpt], max_epochs=3)
+    assert gi.alerts[-1] == {"step": k, "kind": "nonfinite", "layer": "net.features.2.0", "value": gi.alerts[-1]["value"]}
+    files = sorted((tmp_path / "ckpt").glob("*.ckpt"))
+    assert files, "the steps before k were checkpointed"
+    for f in files:
+        state = torch.load(f, weights_only=True)
+        assert state["global_step"] <= k
+        assert all(torch.isfinite(v).all() for v in state["state_dict"].values() if v.is_floating_point()), f
+
+
+def test_nan_in_weights_is_named_by_layer():
+    class PlantWeight(Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            if trainer.global_step == 3:
+                with torch.no_grad():
+                    pl_module.net.features[1][0].weight[0, 0] = float("inf")
+
+    with pytest.raises(NonFiniteGradientError, match=r"step 3; .*net\.features\.1\.0 \(non-finite parameters\)"):
+        _fit({"hidden": [16, 16]}, [PlantWeight(), GradientInspector()], max_epochs=1)
+
+
+def test_logs_grouped_keys_to_any_logger_and_saves_gradient_flow_png(tmp_path):
+    gi = GradientInspector(log_every_n_steps=10)
+    trainer = _fit({"hidden": [16]}, [gi], max_epochs=2, logger=CSVLogger(tmp_path))
+    rows = list(csv.DictReader(open(tmp_path / "lightning_logs" / "version_0" / "metrics.csv")))
+    keys = set(rows[0])
+    assert {"grad/global_norm", "grad/net.features.1.0", "update_ratio/net.head", "act/dead_frac/net.features.1.1"} <= keys
+    steps = sorted({int(r["step"]) for r in rows if r.get("grad/global_norm")})
+    assert steps == list(range(0, trainer.global_step, 10))
+    pngs = sorted((tmp_path / "lightning_logs" / "version_0" / "gradient_flow").glob("*.png"))
+    assert [p.name for p in pngs] == ["epoch_000.png", "epoch_001.png"]
+
+
+def test_stop_action_ends_the_run_and_bad_arguments_are_named():
+    gi = GradientInspector(log_every_n_steps=5, action="stop")
+    trainer = _fit({"hidden": [32] * 10, "act": "sigmoid"}, [gi], max_epochs=5)
+    assert trainer.global_step == 1  # stopped right after the first report (step 0), 5 epochs were allowed
+    with pytest.raises(ValueError, match="action must be one of"):
+        GradientInspector(action="explode")
+
+
+def test_norms_are_taken_on_unscaled_gradients_under_a_grad_scaler():
+    from lightning.pytorch.plugins import MixedPrecision
+
+    def first_norm(**trainer_kw):
+        pl.seed_everything(0)
+        dm = DigitsDataModule(batch_size=64)
+        task = ClassificationTask(model="mlp", model_kwargs={"hidden": [32]}, num_classes=10, input_shape=dm.input_shape,
+                                  preprocessing=dm.preprocessing)
+        gi = GradientInspector(log_every_n_steps=1, plot=False)
+        trainer = pl.Trainer(max_steps=1, logger=False, enable_progress_bar=False, enable_model_summary=False,
+                             enable_checkpointing=False, limit_val_batches=0, callbacks=[gi], **trainer_kw)
+        trainer.fit(task, dm)
+        return gi.last_metrics["grad/global_norm"], trainer
+
+    plain, _ = first_norm()
+    # fp16 AMP with a loss scale of 2**16: the loss is multiplied by 65536 before backward
+    scaled, trainer = first_norm(plugins=[MixedPrecision("16-mixed", "cpu", scaler=torch.amp.GradScaler("cpu", init_scale=2.0**16))])
+    assert trainer.precision_plugin.scaler is not None
+    assert scaled == pytest.approx(plain, rel=0.02)
+
+
+def test_logging_steps_are_optimizer_steps_with_gradient_accumulation():
+    gi = GradientInspector(log_every_n_steps=3, plot=False)
+    pl.seed_everything(0)
+    dm = DigitsDataModule(batch_size=64)
+    task = ClassificationTask(model="mlp", model_kwargs={"hidden": [16]}, num_classes=10, input_shape=dm.input_shape,
+                              preprocessing=dm.preprocessing)
+    trainer = pl.Trainer(max_steps=10, accumulate_grad_batches=2, logger=False, enable_progress_bar=False,
+                         enable_model_summary=False, enable_checkpointing=False, limit_val_batches=0, callbacks=[gi])
+    trainer.fit(task, dm)
+    assert [h["step"] for h in gi.history] == [0, 3, 6, 9]
+    assert all("act/dead_frac/net.features.1.1" in h and "update_ratio/net.head" in h for h in gi.history)
