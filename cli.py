@@ -108,6 +108,8 @@ class ZooCLI(LightningCLI):
             return
         best = getattr(trainer.checkpoint_callback, "best_model_path", "") or ""
         epochs = trainer.current_epoch
+        # Last epoch's training metrics (e.g. the perceptron's train/acc), before testing replaces them.
+        fit_metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("train/")}
         if best:
             print(f"\nTesting the best checkpoint: {best}")
             results = trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best)
@@ -118,7 +120,12 @@ class ZooCLI(LightningCLI):
             # Machine-readable summary next to the logs, read by benchmarks/run_configs.py.
             out = Path(trainer.log_dir or trainer.default_root_dir)
             out.mkdir(parents=True, exist_ok=True)
-            summary = {"best_checkpoint": best or None, "epochs": epochs, "metrics": results[0] if results else {}}
+            summary = {
+                "best_checkpoint": best or None,
+                "epochs": epochs,
+                "fit_metrics": fit_metrics,
+                "metrics": results[0] if results else {},
+            }
             (out / "test_metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
 
 

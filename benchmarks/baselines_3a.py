@@ -73,6 +73,8 @@ BASELINES: dict[str, Callable[[object], dict]] = {
 # "baseline-0.02" target) and perceptron_iris "training accuracy 1.0" (a train metric, read from
 # train/acc of the last epoch in metrics.csv).
 BARS = {
+    "linear_regression_diabetes": [("test/r2", ">=", "baseline-0.02"), ("test/r2", "<=", "baseline+0.02")],
+    "perceptron_iris": [("train/acc", "==", 1.0)],
     "logistic_regression_breast_cancer": [("test/acc", ">=", 0.96)],
     "softmax_regression_digits": [("test/acc", ">=", 0.95)],
     "perceptron_xor": [("test/acc", "<=", 0.75)],

@@ -83,8 +83,12 @@ def check(bars, metrics: dict, base: dict | None) -> str:
             if base is None:
                 continue
             target_v, label = base["value"], "baseline"
-        elif isinstance(target, str) and target.startswith("baseline*"):
-            target_v, label = float(target.split("*")[1]) * base["value"], target.replace("baseline", "base")
+        elif isinstance(target, str) and target.startswith("baseline"):
+            # "baseline*0.8", "baseline-0.02", "baseline+0.02": relative to the peer on the same split
+            m = re.fullmatch(r"baseline([*+-])([0-9.]+)", target)
+            k = float(m.group(2))
+            target_v = {"*": base["value"] * k, "+": base["value"] + k, "-": base["value"] - k}[m.group(1)]
+            label = target
         else:
             target_v, label = target, f"{target:g}"
         passed = ops[op](metrics[metric], target_v)
@@ -119,8 +123,8 @@ def main() -> None:
                 "seed": "config" if seed is None else seed,
                 "metric": metric,
                 "value": value,
-                "baseline": f"{base['baseline']}: {base['value']:.4f}" if base else "-",
-                "bar": check(bars.get(stem, []), res["metrics"], base),
+                "baseline": "; ".join(f"{b['baseline']}: {b['value']:.4f}" for b in [base, *base.get("also", [])]) if base else "-",
+                "bar": check(bars.get(stem, []), {**res.get("fit_metrics", {}), **res["metrics"]}, base),
                 "epochs": res["epochs"],
                 "wall": res["wall"],
             }

@@ -18,8 +18,15 @@ import pytest
 from sklearn.datasets import load_breast_cancer, load_diabetes, load_digits, load_wine
 
 from datamodules import (
+    AddingProblemDataModule,
+    BreastCancerDataModule,
     CSVDataModule,
+    DiabetesDataModule,
     DigitsDataModule,
+    IrisDataModule,
+    SequentialDigitsDataModule,
+    TimeSeriesDataModule,
+    XORDataModule,
     ImageFolderDataModule,
     InMemoryDataModule,
     MNISTDataModule,
@@ -117,6 +124,14 @@ FACTORIES = [
         lambda s, tmp: ImageFolderDataModule(str(write_image_folder(tmp / "imgs")), image_size=8, split="grouped", group_by_prefix=True, seed=s),
     ),
     Factory("pairs-class-disjoint", lambda s, tmp: PairDataModule(_DIG.data[:500], _DIG.target[:500], per_sample=1, seed=s)),
+    # The issue-3 DataModules (bundled tables, XOR, sequences, time series).
+    Factory("diabetes", lambda s, tmp: DiabetesDataModule(seed=s)),
+    Factory("breast_cancer", lambda s, tmp: BreastCancerDataModule(seed=s)),
+    Factory("iris-setosa-vs-rest", lambda s, tmp: IrisDataModule(setosa_vs_rest=True, seed=s)),
+    Factory("xor", lambda s, tmp: XORDataModule(seed=s)),
+    Factory("sequential-digits", lambda s, tmp: SequentialDigitsDataModule(seed=s)),
+    Factory("adding-problem", lambda s, tmp: AddingProblemDataModule(num_samples=600, seq_len=50, seed=s)),
+    Factory("sunspots-time-gap", lambda s, tmp: TimeSeriesDataModule(dataset="sunspots", window=10, gap=s % 4, seed=s)),
 ]
 
 
