@@ -56,7 +56,10 @@ def train(config: Path, seed: int | None, workdir: Path) -> dict:
     if seed is not None:
         cmd += ["--seed_everything", str(seed), "--data.init_args.seed", str(seed)]
     t0 = time.perf_counter()
-    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    # Run inside the scratch folder: loggers that write relative to the working directory (W&B)
+    # leave nothing in the repository.
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    r = subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - t0
     if r.returncode != 0:
         raise RuntimeError(f"{config.name} failed:\n{r.stderr[-3000:]}")
