@@ -1,7 +1,7 @@
 """Leak-proof DataModules: split in ``setup()`` from a seed, statistics fitted on training rows only."""
 
 from .audit import AuditReport, ContaminationError
-from .base import ArrayDataModule, InMemoryDataModule, SplitMismatchError
+from .base import ArrayDataModule, InMemoryDataModule, SplitMismatchError, TargetScalingMixin
 from .digits import DigitsDataModule
 from .pairs import PairDataModule
 from .sequences import AddingProblemDataModule, SequentialDigitsDataModule
@@ -30,6 +30,7 @@ __all__ = [
     "PairDataModule",
     "SequentialDigitsDataModule",
     "SplitMismatchError",
+    "TargetScalingMixin",
     "TimeSeriesDataModule",
     "XORDataModule",
     "make_split",

@@ -403,3 +403,27 @@ class InMemoryDataModule(ArrayDataModule):
 
     def load_times(self) -> np.ndarray | None:
         return None if self._times is None else np.asarray(self._times)
+
+
+class TargetScalingMixin:
+    """For regression DataModules: fits the target mean/std on the training rows (``fit_extra``) and
+    adds them to ``preprocessing`` as ``target`` = ``{"mean": [...], "std": [...]}`` (one entry per
+    target column), which ``zoo.tasks.RegressionTask`` uses to train on standardised targets and to
+    predict in raw units. Put it before the ``ArrayDataModule`` subclass in the bases. The loaders
+    yield raw targets: the task, not the data, applies the scaling, so a checkpoint predicts raw units."""
+
+    target_scaler: StandardScaler | None = None
+
+    def fit_extra(self, x_train: np.ndarray, y_train: np.ndarray) -> None:
+        # Training targets only, like every other statistic (rule 2 of datamodules.base).
+        self.target_scaler = StandardScaler().fit(y_train.reshape(len(y_train), -1))
+
+    @property
+    def preprocessing(self) -> dict[str, Any]:
+        spec = super().preprocessing  # type: ignore[misc]
+        ts = self.target_scaler
+        spec["target"] = {
+            "mean": ts.mean_.tolist() if ts is not None else None,
+            "std": ts.scale_.tolist() if ts is not None else None,
+        }
+        return spec

@@ -16,32 +16,8 @@ from typing import Any
 
 import numpy as np
 from sklearn.datasets import load_digits
-from sklearn.preprocessing import StandardScaler
 
-from .base import ArrayDataModule
-
-
-class TargetScalingMixin:
-    """Standardises regression targets with statistics of the training rows only.
-
-    The fitted ``target_mean`` / ``target_std`` ride in ``preprocessing`` (so in the model's
-    hyper-parameters): ``SequenceRegressionTask`` trains on the standardised scale and inverts it
-    when it predicts, also from a loaded checkpoint.
-    """
-
-    target_scaler: StandardScaler | None = None
-
-    def fit_extra(self, x_train: np.ndarray, y_train: np.ndarray) -> None:
-        self.target_scaler = StandardScaler().fit(y_train.reshape(len(y_train), -1))
-
-    @property
-    def preprocessing(self) -> dict[str, Any]:
-        spec = super().preprocessing  # type: ignore[misc]
-        ts = self.target_scaler
-        # One target column in every zoo regression data set: plain floats keep the spec simple.
-        spec["target_mean"] = float(ts.mean_[0]) if ts is not None else None
-        spec["target_std"] = float(ts.scale_[0]) if ts is not None else None
-        return spec
+from .base import ArrayDataModule, TargetScalingMixin
 
 
 class SequentialDigitsDataModule(ArrayDataModule):
@@ -55,8 +31,8 @@ class SequentialDigitsDataModule(ArrayDataModule):
     input_shape = (8, 8)
     scale_axis = -1
 
-    def __init__(self, val_size: float = 0.15, test_size: float = 0.2, seed: int = 0, batch_size: int = 64, num_workers: int = 0) -> None:
-        super().__init__(val_size=val_size, test_size=test_size, seed=seed, batch_size=batch_size, num_workers=num_workers)
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)  # ArrayDataModule's arguments
         self.save_hyperparameters()
 
     def load_arrays(self) -> tuple[np.ndarray, np.ndarray]:

@@ -18,43 +18,19 @@ from typing import Any
 
 import numpy as np
 from sklearn.datasets import load_breast_cancer, load_diabetes, load_iris
-from sklearn.preprocessing import StandardScaler
 
-from .base import ArrayDataModule
+from .base import ArrayDataModule, TargetScalingMixin
 
-__all__ = ["DiabetesDataModule", "BreastCancerDataModule", "IrisDataModule", "TargetScalingMixin"]
+__all__ = ["DiabetesDataModule", "BreastCancerDataModule", "IrisDataModule"]
 
 
 class _TabularDataModule(ArrayDataModule):
     scale_axis = -1  # per-feature standardisation of (F,) rows
 
-    def __init__(
-        self, val_size: float = 0.15, test_size: float = 0.2, seed: int = 0, batch_size: int = 32, num_workers: int = 0
-    ) -> None:
-        super().__init__(val_size=val_size, test_size=test_size, seed=seed, batch_size=batch_size, num_workers=num_workers)
-
-
-class TargetScalingMixin:
-    """For regression DataModules: fits the target mean/std on the training rows (``fit_extra``) and
-    adds them to ``preprocessing`` as ``target`` = ``{"mean": [...], "std": [...]}`` (one entry per
-    target column), which ``zoo.tasks.RegressionTask`` uses to train on standardised targets and to
-    predict in raw units. Put it before the ``ArrayDataModule`` subclass in the bases."""
-
-    target_scaler: StandardScaler | None = None
-
-    def fit_extra(self, x_train: np.ndarray, y_train: np.ndarray) -> None:
-        # Training targets only, like every other statistic (rule 2 of datamodules.base).
-        self.target_scaler = StandardScaler().fit(y_train.reshape(len(y_train), -1))
-
-    @property
-    def preprocessing(self) -> dict[str, Any]:
-        spec = super().preprocessing  # type: ignore[misc]
-        ts = self.target_scaler
-        spec["target"] = {
-            "mean": ts.mean_.tolist() if ts is not None else None,
-            "std": ts.scale_.tolist() if ts is not None else None,
-        }
-        return spec
+    def __init__(self, batch_size: int = 32, **kwargs: Any) -> None:
+        # Small tables: batches of 32 by default; the other arguments are ArrayDataModule's.
+        super().__init__(batch_size=batch_size, **kwargs)
+        self.save_hyperparameters()  # collects the subclasses' own arguments too
 
 
 class DiabetesDataModule(TargetScalingMixin, _TabularDataModule):
@@ -71,12 +47,6 @@ class DiabetesDataModule(TargetScalingMixin, _TabularDataModule):
     input_shape = (10,)
     task_type = "regression"
 
-    def __init__(
-        self, val_size: float = 0.15, test_size: float = 0.2, seed: int = 0, batch_size: int = 32, num_workers: int = 0
-    ) -> None:
-        super().__init__(val_size=val_size, test_size=test_size, seed=seed, batch_size=batch_size, num_workers=num_workers)
-        self.target_scaler = None
-        self.save_hyperparameters()
 
     def load_arrays(self) -> tuple[np.ndarray, np.ndarray]:
         d = load_diabetes(scaled=False)
@@ -89,11 +59,6 @@ class BreastCancerDataModule(_TabularDataModule):
     num_classes = 2
     input_shape = (30,)
 
-    def __init__(
-        self, val_size: float = 0.15, test_size: float = 0.2, seed: int = 0, batch_size: int = 32, num_workers: int = 0
-    ) -> None:
-        super().__init__(val_size=val_size, test_size=test_size, seed=seed, batch_size=batch_size, num_workers=num_workers)
-        self.save_hyperparameters()
 
     def load_arrays(self) -> tuple[np.ndarray, np.ndarray]:
         d = load_breast_cancer()
@@ -106,24 +71,15 @@ class IrisDataModule(_TabularDataModule):
     Args:
         setosa_vs_rest: ``True`` gives the binary, linearly separable problem (1 = setosa,
             0 = versicolor or virginica) on which the perceptron converges; ``False`` the 3 species.
-        val_size, test_size, seed, batch_size, num_workers: see ``ArrayDataModule``.
+        others: see ``ArrayDataModule`` (``batch_size`` defaults to 32).
     """
 
     input_shape = (4,)
 
-    def __init__(
-        self,
-        setosa_vs_rest: bool = False,
-        val_size: float = 0.15,
-        test_size: float = 0.2,
-        seed: int = 0,
-        batch_size: int = 16,
-        num_workers: int = 0,
-    ) -> None:
-        super().__init__(val_size=val_size, test_size=test_size, seed=seed, batch_size=batch_size, num_workers=num_workers)
+    def __init__(self, setosa_vs_rest: bool = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         self.setosa_vs_rest = bool(setosa_vs_rest)
         self.num_classes = 2 if self.setosa_vs_rest else 3
-        self.save_hyperparameters()
 
     def load_arrays(self) -> tuple[np.ndarray, np.ndarray]:
         d = load_iris()

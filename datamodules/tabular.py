@@ -70,9 +70,10 @@ class CSVDataModule(ArrayDataModule):
         num_classes: classification with integer labels: the number of classes (labels outside
             ``[0, num_classes)`` are an error naming the rows); ``None``: from the labels.
         scaler: ``"standard"`` (StandardScaler), ``"minmax"`` (MinMaxScaler) or ``None`` for numeric columns.
-        scale_target: regression: standardise the target (StandardScaler on training rows); the
-            loaders yield scaled targets and ``preprocessing["target"]`` holds mean/scale to invert
-            predictions (``TabularTransform.inverse_target``).
+        scale_target: regression: fit the target mean/std on training rows into
+            ``preprocessing["target"]`` (``{"mean": [...], "std": [...]}``, as
+            ``datamodules.TargetScalingMixin``); the loaders yield raw targets and
+            ``zoo.tasks.RegressionTask`` trains on the standardised scale and predicts raw units.
         group_column: a column of group ids (person, patient) for ``split='grouped'``; not a feature.
         time_column: a numeric column of times for ``split='time'``; not a feature.
         val_size, test_size, seed, batch_size, num_workers, split, n_folds, fold, gap, audit: see ``ArrayDataModule``.
@@ -290,12 +291,6 @@ class CSVDataModule(ArrayDataModule):
     def fit_extra(self, x_train: np.ndarray, y_train: np.ndarray) -> None:
         if self.scale_target:
             self.target_scaler = StandardScaler().fit(y_train.reshape(len(y_train), -1).astype(np.float64))
-            self._y_scaled = True
-
-    def make_dataset(self, x, y, train):
-        if self.target_scaler is not None:
-            y = ((y.reshape(len(y), -1) - self.target_scaler.mean_) / self.target_scaler.scale_).reshape(y.shape).astype(np.float32)
-        return super().make_dataset(x, y, train)
 
     # ------------------------------------------------------------------------------ spec
 
@@ -324,7 +319,8 @@ class CSVDataModule(ArrayDataModule):
             "classes": self.classes,
         }
         if self.target_scaler is not None:
-            spec["target"] = {"mean": float(self.target_scaler.mean_[0]), "scale": float(self.target_scaler.scale_[0])}
+            # The format of datamodules.TargetScalingMixin: zoo.tasks.RegressionTask scales and inverts it.
+            spec["target"] = {"mean": self.target_scaler.mean_.tolist(), "std": self.target_scaler.scale_.tolist()}
         return spec
 
     def encode_rows(self, rows: Any) -> torch.Tensor:

@@ -19,8 +19,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.preprocessing import StandardScaler
 
-from .base import ArrayDataModule
-from .sequences import TargetScalingMixin
+from .base import ArrayDataModule, TargetScalingMixin
 
 # statsmodels data set -> the column holding the series.
 STATSMODELS_SERIES = {"sunspots": "SUNACTIVITY", "nile": "volume", "co2": "co2"}

@@ -145,7 +145,7 @@ def test_scalers_fitted_on_the_training_part_only(tmp_path):
         specs.append(dm.preprocessing)
     assert specs[0] == specs[1]
     assert specs[0]["mean"][0] == pytest.approx(s[:n_train].mean())
-    assert specs[0]["target_mean"] is not None
+    assert specs[0]["target"]["mean"] is not None
     with pytest.raises(ValueError, match="data.column: 'z' is not a column"):
         TimeSeriesDataModule(csv=str(tmp_path / "a.csv"), column="z").setup("fit")
 
@@ -198,7 +198,7 @@ def test_tbptt_matches_full_bptt_when_the_chunk_covers_the_sequence(cell):
             torch.testing.assert_close(g, h)
     # Shorter chunks: same prediction (the state is carried across chunks), truncated gradient.
     t4 = tasks[4]
-    torch.testing.assert_close(t4._tbptt_output(x, 4), tasks[None].scaled_output(x))
+    torch.testing.assert_close(t4._tbptt_output(x, 4), tasks[None].forward_scaled(x))
     assert any(not torch.allclose(g, h) for g, h in zip(full, _grads(t4, x, y)))
 
 
@@ -220,7 +220,7 @@ def test_checkpoint_round_trip_predicts_in_data_units_on_raw_input(tmp_path):
     trainer.save_checkpoint(ckpt)
     loaded = SequenceRegressionTask.load_from_checkpoint(ckpt, weights_only=True).eval()
     spec = loaded.hparams.preprocessing
-    assert spec["target_mean"] == pytest.approx(float(dm.datasets["train"].tensors[1].mean()), rel=1e-4)
+    assert spec["target"]["mean"][0] == pytest.approx(float(dm.datasets["train"].tensors[1].mean()), rel=1e-4)
     x, y = dm.datasets["test"].tensors  # raw sequences, raw targets
     task.eval()
     with torch.no_grad():

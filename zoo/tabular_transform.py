@@ -119,9 +119,6 @@ class TabularTransform(nn.Module):
         if self._standard is not None:
             self.register_buffer("mean64", self._standard[0], persistent=False)
             self.register_buffer("scale64", self._standard[1], persistent=False)
-        tgt = spec.get("target") or {}
-        self.target_mean = float(tgt.get("mean", 0.0))
-        self.target_scale = float(tgt.get("scale", 1.0))
 
     @property
     def output_shape(self) -> tuple[int, ...]:
@@ -129,10 +126,6 @@ class TabularTransform(nn.Module):
 
     def encode_rows(self, rows: Any) -> torch.Tensor:
         return encode_rows(self.spec, rows)
-
-    def inverse_target(self, y: torch.Tensor) -> torch.Tensor:
-        """Model output in scaled target units -> original units (identity without target scaling)."""
-        return y * self.target_scale + self.target_mean
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if tuple(x.shape[1:]) != self.raw_shape:

@@ -128,6 +128,21 @@ class ZooTask(pl.LightningModule):
         """Raw input (as the DataModule yields it) -> network output."""
         return self.net(self.preprocess(x))
 
+    # ------------------------------------------------------------------------------------ steps
+
+    def _shared_step(self, batch, stage: str) -> torch.Tensor:
+        """Loss of one batch at ``stage`` (train, val or test), logging ``<stage>/<metric>``."""
+        raise NotImplementedError(f"{type(self).__name__} must implement _shared_step(batch, stage)")
+
+    def training_step(self, batch, batch_idx):
+        return self._shared_step(batch, "train")
+
+    def validation_step(self, batch, batch_idx):
+        self._shared_step(batch, "val")
+
+    def test_step(self, batch, batch_idx):
+        self._shared_step(batch, "test")
+
     # ------------------------------------------------------------------------------- optimizers
 
     def configure_optimizers(self):

@@ -48,7 +48,8 @@ class ClassificationTask(ZooTask):
         self.test_confmat = MulticlassConfusionMatrix(num_classes=num_classes)
         self.test_confusion_matrix: torch.Tensor | None = None
 
-    def _shared_step(self, batch, stage: str, metrics) -> torch.Tensor:
+    def _shared_step(self, batch, stage: str) -> torch.Tensor:
+        metrics = getattr(self, f"{stage}_metrics")
         x, y = batch
         logits = self(x)  # (N, num_classes)
         loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing if stage == "train" else 0.0)
@@ -62,15 +63,6 @@ class ClassificationTask(ZooTask):
         if stage == "test":
             self.test_confmat.update(logits, y)
         return loss
-
-    def training_step(self, batch, batch_idx):
-        return self._shared_step(batch, "train", self.train_metrics)
-
-    def validation_step(self, batch, batch_idx):
-        self._shared_step(batch, "val", self.val_metrics)
-
-    def test_step(self, batch, batch_idx):
-        self._shared_step(batch, "test", self.test_metrics)
 
     def predict_step(self, batch, batch_idx, dataloader_idx: int = 0) -> dict[str, torch.Tensor]:
         x = batch[0] if isinstance(batch, (list, tuple)) else batch
