@@ -55,13 +55,13 @@ class RegressionTask(ZooTask):
     ``val|test/mae``, ``val|test/mse`` (raw units; R^2 averaged uniformly over targets).
     """
 
-    def __init__(self, **kwargs: Any) -> None:
-        # ZooTask's arguments arrive through **kwargs (as in ClassificationTask); jsonargparse follows
-        # them into ZooTask's signature, so the CLI still shows and type-checks every one.
-        num_classes = kwargs.get("num_classes", 10)  # ZooTask's default; the CLI links the data's
+    def __init__(self, num_classes: int = 1, **kwargs: Any) -> None:
+        # ZooTask's other arguments arrive through **kwargs (as in ClassificationTask); jsonargparse
+        # follows them into ZooTask's signature, so the CLI still shows and type-checks every one.
+        # num_classes is the number of targets here (default one); the CLI links the data's.
         if num_classes < 1:
             raise ValueError(f"model.num_classes is the number of regression targets and must be >= 1, got {num_classes}")
-        super().__init__(**kwargs)
+        super().__init__(num_classes=num_classes, **kwargs)
         preprocessing = kwargs.get("preprocessing")
         self.target = TargetTransform((preprocessing or {}).get("target"), num_classes)
         metrics = lambda: torchmetrics.MetricCollection(  # noqa: E731
