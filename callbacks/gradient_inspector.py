@@ -408,7 +408,7 @@ class GradientInspector(Callback):
 
         fig = Figure(figsize=(max(4.0, 0.45 * len(names) + 2), 4), dpi=72)
         ax = fig.add_subplot()
-        fig.subplots_adjust(bottom=0.35)
+        fig.subplots_adjust(bottom=0.35, left=0.15)  # room for the rotated layer names and the y label
         pos = list(range(len(names)))
         floor = -12.0  # log10 of a zero gradient is drawn at the floor
         lg = lambda v: max(math.log10(v), floor) if v > 0 else floor  # noqa: E731
