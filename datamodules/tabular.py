@@ -93,21 +93,12 @@ class CSVDataModule(ArrayDataModule):
         scale_target: bool = False,
         group_column: str | None = None,
         time_column: str | None = None,
-        val_size: float = 0.15,
-        test_size: float = 0.2,
-        seed: int = 0,
-        batch_size: int = 64,
-        num_workers: int = 0,
-        split: str | None = None,
-        n_folds: int | None = None,
-        fold: int = 0,
-        gap: float = 0.0,
-        audit: str | None = None,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(
-            val_size=val_size, test_size=test_size, seed=seed, batch_size=batch_size, num_workers=num_workers,
-            split=split, n_folds=n_folds, fold=fold, gap=gap, audit=audit,
-        )
+        # ArrayDataModule's split and loader arguments (val_size, test_size, seed, batch_size,
+        # num_workers, split, n_folds, fold, gap, audit) arrive through **kwargs; jsonargparse
+        # follows them into its signature, so configs still set and type-check them.
+        super().__init__(**kwargs)
         if task not in ("classification", "regression"):
             raise ValueError(f"data.task must be 'classification' or 'regression', got {task!r}")
         if scaler not in SCALERS:
