@@ -8,7 +8,6 @@ rebuilds the network and its fitted input transform without any other file.
 
 from __future__ import annotations
 
-import copy
 from typing import Any, Sequence
 
 import lightning.pytorch as pl
@@ -180,7 +179,3 @@ class ZooTask(pl.LightningModule):
         kw.setdefault("cycle_momentum", "betas" in d or d.get("momentum", 0) > 0)
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=kw.pop("max_lr", hp.lr), total_steps=total, **kw)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
-
-    @classmethod
-    def from_config(cls, **overrides: Any) -> "ZooTask":  # pragma: no cover - convenience
-        return cls(**copy.deepcopy(overrides))
