@@ -21,6 +21,8 @@ from pathlib import Path
 import torch
 from lightning.pytorch.callbacks import Callback
 
+from ._images import send_image
+
 MODES = ("generate", "reconstruct")
 
 
@@ -114,8 +116,4 @@ class ImageSampler(Callback):
         path = out / f"epoch_{trainer.current_epoch:03d}.png"
         save_image(grid, path)
         self.last_path, self.last_grid = path, grid
-        for logger in trainer.loggers:
-            if hasattr(logger, "log_image"):  # WandbLogger (our ZooWandbLogger skips it after a fallback)
-                logger.log_image(key=self.key, images=[str(path)], step=trainer.global_step)
-            elif hasattr(getattr(logger, "experiment", None), "add_image"):  # TensorBoard
-                logger.experiment.add_image(self.key, grid, global_step=trainer.global_step)
+        send_image(trainer, self.key, path, grid)

@@ -7,6 +7,7 @@ import warnings
 import lightning.pytorch as pl
 import pytest
 import torch
+from PIL import Image
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 
@@ -95,8 +96,12 @@ def test_nan_in_weights_is_named_by_layer():
                 with torch.no_grad():
                     pl_module.net.features[1][0].weight[0, 0] = float("inf")
 
-    with pytest.raises(NonFiniteGradientError, match=r"step 3; .*net\.features\.1\.0 \(non-finite parameters\)"):
-        _fit({"hidden": [16, 16]}, [PlantWeight(), GradientInspector()], max_epochs=1)
+    # The Inf weight sits behind a ReLU: the unit outputs 0 and every gradient stays finite, so the
+    # per-step gradient check cannot see it; the parameter check at the epoch end names it.
+    gi = GradientInspector()
+    with pytest.raises(NonFiniteGradientError, match=r"non-finite parameter at step \d+; .*net\.features\.1\.0 \(non-finite parameters\)"):
+        _fit({"hidden": [16, 16]}, [PlantWeight(), gi], max_epochs=3)
+    assert gi.alerts[-1]["step"] == 19  # the end of the first epoch: 1,168 training digits in batches of 64
 
 
 def test_logs_grouped_keys_to_any_logger_and_saves_gradient_flow_png(tmp_path):
@@ -151,3 +156,67 @@ def test_logging_steps_are_optimizer_steps_with_gradient_accumulation():
     trainer.fit(task, dm)
     assert [h["step"] for h in gi.history] == [0, 3, 6, 9]
     assert all("act/dead_frac/net.features.1.1" in h and "update_ratio/net.head" in h for h in gi.history)
+
+
+def test_a_weight_pushed_to_inf_with_finite_gradients_never_reaches_a_checkpoint(tmp_path):
+    """The per-step check looks at gradients; a weight that becomes Inf after a finite step is caught
+    when Lightning builds the checkpoint, before the file is written."""
+    k = 4
+
+    class InfAfterStep(Callback):  # runs before ModelCheckpoint's on_train_batch_end (Lightning puts it last)
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            if trainer.global_step == k:
+                with torch.no_grad():
+                    pl_module.net.head.bias[3] = float("inf")
+
+    gi = GradientInspector(log_every_n_steps=50)
+    ckpt = ModelCheckpoint(dirpath=tmp_path / "ckpt", every_n_train_steps=1, save_top_k=-1)
+    with pytest.raises(NonFiniteGradientError, match=rf"non-finite parameter net\.head\.bias at step {k} .*NOT written"):
+        _fit({"hidden": [16]}, [InfAfterStep(), gi, ckpt], max_epochs=1)
+    steps = sorted(torch.load(f, weights_only=True)["global_step"] for f in (tmp_path / "ckpt").glob("*.ckpt"))
+    assert steps == list(range(1, k))  # every step before k was saved, step k was refused
+    for f in (tmp_path / "ckpt").glob("*.ckpt"):
+        state = torch.load(f, weights_only=True)["state_dict"]
+        assert all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point())
+
+
+def test_gradient_flow_picture_bar_heights_follow_the_gradients():
+    from callbacks.flow_picture import MAX_COLOR, MEAN_COLOR, render_gradient_flow
+
+    maxes = [1e-8, 1e-4, 0.0, 1e-1]  # a vanishing layer, a middling one, a dead one and a healthy one
+    img = render_gradient_flow(["a", "b", "dead", "d"], [m / 10 for m in maxes], maxes, "t")
+    px = img.load()
+    w, h = img.size
+
+    # the row just above the x axis crosses every bar and nothing else
+    base = max(r for r in range(h) for c in range(w) if px[c, r] == MEAN_COLOR)
+    cols = [c for c in range(w) if px[c, base] in (MAX_COLOR, MEAN_COLOR)]
+    bars = [[cols[0]]]
+    for c in cols[1:]:
+        if c == bars[-1][-1] + 1:
+            bars[-1].append(c)
+        else:
+            bars.append([c])
+    assert len(bars) == 3  # no bar for the dead layer
+
+    def height(col, colors):
+        return sum(px[col, r] in colors for r in range(h))
+
+    tall = [height(b[1], (MAX_COLOR,)) for b in bars]  # the edge of a bar is max |grad| only
+    inner = [height(b[len(b) // 2], (MEAN_COLOR,)) for b in bars]  # its middle shows mean |grad|
+    assert tall[0] < tall[1] < tall[2]
+    # log scale: one decade is the same number of pixels everywhere (1e-8 -> 1e-4 -> 1e-1: 4 then 3)
+    per_decade = (tall[1] - tall[0]) / 4
+    assert tall[2] - tall[1] == pytest.approx(3 * per_decade, abs=2)
+    assert [t - m for t, m in zip(tall, inner)] == pytest.approx([per_decade] * 3, abs=2)  # mean = max / 10
+
+
+def test_gradient_flow_png_is_small_and_reads_back(tmp_path):
+    from callbacks.flow_picture import render_gradient_flow, save_png
+
+    img = render_gradient_flow([f"layer{i}" for i in range(6)], [1e-3] * 6, [1e-2] * 6, "t")
+    save_png(img, tmp_path / "f.png")
+    back = Image.open(tmp_path / "f.png")
+    assert back.mode == "P" and back.size == img.size
+    # the palette keeps the picture's colours exactly
+    assert set(back.convert("RGB").getdata()) >= {(255, 255, 255), (120, 200, 230), (31, 90, 170)}

@@ -79,3 +79,30 @@ def test_missing_method_is_named(tmp_path):
         _fit(NoSample(), ImageSampler(mode="generate"), tmp_path, epochs=1)
     with pytest.raises(ValueError, match="mode must be one of"):
         ImageSampler(mode="dream")
+
+
+def test_tensorboard_gets_the_grid_and_the_gradient_flow_picture(tmp_path):
+    """Both picture callbacks write into TensorBoard's event file; read back with TensorBoard's own reader."""
+    from lightning.pytorch.loggers import TensorBoardLogger
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from callbacks import GradientInspector
+
+    logger = TensorBoardLogger(tmp_path, name="tb")
+    sampler = ImageSampler(mode="reconstruct", n=8, nrow=8, key="val/reconstructions")
+    trainer = pl.Trainer(max_epochs=2, logger=logger, enable_progress_bar=False, enable_model_summary=False,
+                         enable_checkpointing=False, limit_train_batches=5, limit_val_batches=1,
+                         callbacks=[sampler, GradientInspector(log_every_n_steps=2)])
+    trainer.fit(TinyAE(), DigitsDataModule(batch_size=32))
+    events = EventAccumulator(logger.log_dir, size_guidance={"images": 0, "scalars": 0})
+    events.Reload()
+    assert {"val/reconstructions", "grad/flow"} <= set(events.Tags()["images"])
+    rec = events.Images("val/reconstructions")
+    assert [e.step for e in rec] == [5, 10]  # once per validation epoch
+    assert (rec[-1].width, rec[-1].height) == (8 * 10 + 2, 2 * 10 + 2)
+    flow = events.Images("grad/flow")
+    assert len(flow) == 2
+    png = tmp_path / "tb" / "version_0" / "gradient_flow" / "epoch_001.png"
+    assert (flow[-1].width, flow[-1].height) == Image.open(png).size
+    # the gradient norms arrived as scalars next to the pictures
+    assert {"grad/global_norm", "grad/enc.1", "grad/dec"} <= set(events.Tags()["scalars"])
