@@ -137,12 +137,14 @@ def one_run(inspect: dict, epochs: int, every: int) -> dict:
 
 
 def table(res: dict[str, list[dict]], args) -> str:
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from run_configs import machine  # the same machine line as the README's model table
+
     first = next(iter(res.values()))[0]
     lines = [
         f"GradientInspector overhead, LeNet-5 on digits ({CONFIG.name}: batch 32, {first['steps_per_epoch']} steps an epoch), "
         f"log_every_n_steps={args.every}",
-        f"machine: {platform.node()} | {platform.machine()} | {platform.platform()} | torch {first['torch']} | "
-        f"{first['threads']} threads | CPU",
+        f"machine: {machine()}, {first['threads']} torch threads, {platform.platform()}",
         f"{args.epochs} epochs after a warm-up one, inspector on in alternate epochs, {args.repeats} runs a setting;",
         "overhead = each 'on' epoch's time per step against the 'off' epochs either side, mean +- standard error over all pairs",
         "",
