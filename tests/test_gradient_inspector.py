@@ -116,6 +116,42 @@ def test_logs_grouped_keys_to_any_logger_and_saves_gradient_flow_png(tmp_path):
     assert [p.name for p in pngs] == ["epoch_000.png", "epoch_001.png"]
 
 
+class _ScaleWeights(Callback):
+    """A bad initialisation: every Linear weight multiplied by ``k`` before training."""
+
+    def __init__(self, k: float):
+        self.k = k
+
+    def on_fit_start(self, trainer, pl_module):
+        with torch.no_grad():
+            for m in pl_module.modules():
+                if isinstance(m, torch.nn.Linear):
+                    m.weight.mul_(self.k)
+
+
+def test_oversized_init_reports_exploding_gradients_and_saturated_tanh_units():
+    # ReLU stack with every weight x8: the gradient grows several-fold per layer on the way back
+    # (a tiny learning rate keeps the weights as they are, so the picture stays the same all epoch)
+    relu = GradientInspector(log_every_n_steps=5, exploding_threshold=1e3)
+    _fit({"hidden": [64] * 6}, [_ScaleWeights(8.0), relu], max_epochs=1, optimizer="sgd", lr=1e-9)
+    exploding = [a for a in relu.alerts if a["kind"] == "exploding"]
+    assert exploding and exploding[0]["step"] == 0 and exploding[0]["layer"] == "global"
+    assert exploding[0]["value"] > 1e3
+
+    # tanh stack with weights x16: pre-activations are large, the outputs sit at +-1
+    tanh = GradientInspector(log_every_n_steps=5)
+    _fit({"hidden": [64] * 3, "act": "tanh"}, [_ScaleWeights(16.0), tanh], max_epochs=1)
+    saturated = {a["layer"] for a in tanh.alerts if a["kind"] == "saturated"}
+    assert saturated == {"net.features.1.1", "net.features.2.1", "net.features.3.1"}
+    assert tanh.last_metrics["act/saturated_frac/net.features.2.1"] > 0.5
+
+    # the same tanh stack with its default (LeCun/Xavier-scaled) init: nothing saturates or explodes
+    healthy = GradientInspector(log_every_n_steps=5)
+    _fit({"hidden": [64] * 3, "act": "tanh"}, [healthy], max_epochs=1)
+    assert healthy.alerts == []
+    assert healthy.last_metrics["act/saturated_frac/net.features.2.1"] < 0.5
+
+
 def test_stop_action_ends_the_run_and_bad_arguments_are_named():
     gi = GradientInspector(log_every_n_steps=5, action="stop")
     trainer = _fit({"hidden": [32] * 10, "act": "sigmoid"}, [gi], max_epochs=5)
