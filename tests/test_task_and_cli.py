@@ -109,6 +109,10 @@ def test_every_config_runs_fast_dev_run(config, tmp_path):
 
 
 def test_fit_tests_the_best_checkpoint(capsys, tmp_path):
+    import matplotlib
+
+    backend = matplotlib.get_backend()
+    matplotlib.use("svg")  # stands for a user's own backend (a notebook's inline one)
     cli.main(
         [
             "fit", "--config", str(ROOT / "configs/mlp_digits.yaml"),
@@ -118,6 +122,8 @@ def test_fit_tests_the_best_checkpoint(capsys, tmp_path):
     out = capsys.readouterr().out
     assert "Testing the best checkpoint" in out and "best-epoch=" in out and "test/acc" in out
     assert list(tmp_path.rglob("test_confusion_matrix.png"))
+    assert matplotlib.get_backend() == "svg"  # drawing the confusion matrix left the user's backend alone
+    matplotlib.use(backend)
     summary = json.loads(next(tmp_path.rglob("test_metrics.json")).read_text())
     assert "best-epoch=" in summary["best_checkpoint"] and 0.5 < summary["metrics"]["test/acc"] <= 1.0
     # The CLI's checkpoint (callbacks, loops, DataModule state included) loads with weights_only=True.

@@ -85,11 +85,10 @@ class ClassificationTask(ZooTask):
         rows = [",".join(["true\\pred", *map(str, range(cm.shape[1]))])]
         rows += [",".join([str(i), *map(str, r.tolist())]) for i, r in enumerate(cm)]
         (out / "test_confusion_matrix.csv").write_text("\n".join(rows) + "\n")
-        import matplotlib
+        # matplotlib's object API, not pyplot: no window, no global backend switch (which would break
+        # a notebook's inline plots), nothing to close; torchmetrics draws into the axes it is given.
+        from matplotlib.figure import Figure
 
-        matplotlib.use("Agg")  # headless: never open a window
-        import matplotlib.pyplot as plt
-
-        fig, _ = self.test_confmat.plot(val=cm)
+        fig = Figure(figsize=(max(4.0, 0.5 * cm.shape[0] + 1), max(4.0, 0.5 * cm.shape[0] + 1)))
+        self.test_confmat.plot(val=cm, ax=fig.add_subplot())
         fig.savefig(out / "test_confusion_matrix.png", dpi=100, bbox_inches="tight")
-        plt.close(fig)
