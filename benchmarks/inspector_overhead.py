@@ -61,7 +61,7 @@ def one_run(inspect: dict, epochs: int, every: int) -> dict:
     logging.getLogger("lightning").setLevel(logging.ERROR)
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
 
-    hooks = ("setup", "on_train_epoch_start", "on_train_batch_start", "on_before_optimizer_step",
+    hooks = ("on_fit_start", "on_train_epoch_start", "on_train_batch_start", "on_before_optimizer_step",
              "on_train_batch_end", "on_train_epoch_end", "on_save_checkpoint", "teardown")
     timed = hooks[1:6]
 
@@ -82,7 +82,7 @@ def one_run(inspect: dict, epochs: int, every: int) -> dict:
                     self.on = trainer.current_epoch % 2 == 1
                 if name == "on_train_batch_start" and a[2] == 0:  # batch_idx 0: an epoch boundary
                     self._boundary(trainer)
-                if name in ("setup", "teardown") or self.on:
+                if name in ("on_fit_start", "teardown") or self.on:
                     t = time.perf_counter()
                     out = fn(trainer, *a, **k)
                     if name in timed and trainer.current_epoch > 0:

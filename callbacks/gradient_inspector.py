@@ -149,7 +149,12 @@ class GradientInspector(Callback):
 
     # ------------------------------------------------------------------------------ set-up
 
-    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # Not in setup(): Lightning calls configure_model() (layers built lazily) after the
+        # callbacks' setup, and before on_fit_start.
+        self._discover(pl_module)
+
+    def _discover(self, pl_module: nn.Module) -> None:
         # Layers = modules that own trainable parameters directly, in registration order (the
         # forward order of every sequential zoo model); their parameters are grouped per layer.
         self._layers = []
@@ -169,6 +174,9 @@ class GradientInspector(Callback):
     # ------------------------------------------------------------------------- per batch
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
+        # Again every epoch: fine-tuning unfreezes layers as it goes (e.g. BackboneFinetuning),
+        # and a layer frozen at the start must show up once it trains. A walk over the modules.
+        self._discover(pl_module)
         # Lightning steps the optimizer at the end of an epoch even mid-accumulation: nothing carries over
         self._remove_hooks()
         self._inspect, self._pending, self._before = False, None, None

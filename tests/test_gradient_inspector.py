@@ -152,6 +152,23 @@ def test_oversized_init_reports_exploding_gradients_and_saturated_tanh_units():
     assert healthy.last_metrics["act/saturated_frac/net.features.2.1"] < 0.5
 
 
+def test_a_layer_unfrozen_during_fine_tuning_is_inspected_from_then_on():
+    class Unfreeze(Callback):  # frozen first layer for epoch 0, trained from epoch 1 (as BackboneFinetuning does)
+        def setup(self, trainer, pl_module, stage):  # frozen before training starts, as a user would
+            pl_module.net.features[1][0].requires_grad_(False)
+
+        def on_train_epoch_start(self, trainer, pl_module):
+            if trainer.current_epoch == 1:
+                pl_module.net.features[1][0].requires_grad_(True)  # already in the optimizer: it had no grad
+
+    gi = GradientInspector(log_every_n_steps=5)
+    trainer = _fit({"hidden": [16, 16]}, [Unfreeze(), gi], max_epochs=2)
+    per_epoch = trainer.num_training_batches
+    first = [h for h in gi.history if "grad/net.features.1.0" in h]
+    assert first and min(h["step"] for h in first) >= per_epoch  # absent while frozen, present after
+    assert all("grad/net.features.2.0" in h for h in gi.history)
+
+
 def test_stop_action_ends_the_run_and_bad_arguments_are_named():
     gi = GradientInspector(log_every_n_steps=5, action="stop")
     trainer = _fit({"hidden": [32] * 10, "act": "sigmoid"}, [gi], max_epochs=5)
