@@ -273,3 +273,22 @@ def test_gradient_flow_png_is_small_and_reads_back(tmp_path):
     assert back.mode == "P" and back.size == img.size
     # the palette keeps the picture's colours exactly
     assert set(back.convert("RGB").getdata()) >= {(255, 255, 255), (120, 200, 230), (31, 90, 170)}
+
+
+def test_two_ddp_processes_log_once_and_stop_together_at_a_planted_nan(tmp_path):
+    """DDP on CPU (gloo, 2 processes): gradients are all-reduced, so the ranks see the NaN at the same
+    step; the run ends with the error naming step and layer, and the metrics are written once."""
+    pl.seed_everything(0)
+    dm = DigitsDataModule(batch_size=64)
+    task = ClassificationTask(model="mlp", model_kwargs={"hidden": [32, 32]}, num_classes=10, input_shape=dm.input_shape)
+    trainer = pl.Trainer(accelerator="cpu", devices=2, strategy="ddp_spawn", max_epochs=1,
+                         logger=CSVLogger(tmp_path, flush_logs_every_n_steps=1), enable_progress_bar=False,
+                         enable_model_summary=False, enable_checkpointing=False, limit_val_batches=0,
+                         callbacks=[_PlantNaN("net.features.2.0", 5), GradientInspector(log_every_n_steps=2)])
+    with pytest.raises(Exception, match=r"NonFiniteGradientError: GradientInspector: non-finite gradient at step 5; "
+                                        r"first offending layer .*: net\.features\.2\.0"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            trainer.fit(task, dm)
+    rows = list(csv.DictReader(open(tmp_path / "lightning_logs" / "version_0" / "metrics.csv")))
+    assert [int(r["step"]) for r in rows if r.get("grad/global_norm")] == [0, 2, 4]  # rank zero only, once each
