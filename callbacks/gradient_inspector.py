@@ -37,9 +37,9 @@ parameters are checked on logging steps, at the end of every epoch and, whatever
 ``on_save_checkpoint`` before the file is written: so no checkpoint ever holds a non-finite value,
 even when a weight turns Inf behind a ReLU that hides it from the loss and the gradients. (A
 per-step parameter check cost another 90 us a step, 1 % of a LeNet-5 step on CPU, and such a
-weight harms nothing until it is saved.) Under fp16 AMP a non-finite gradient is normal (the GradScaler skips that
-step and lowers its scale), so there the scaler owns the gradients and the parameters are checked
-every step instead.
+weight harms nothing until it is saved.) Under fp16 AMP a non-finite gradient is normal (the
+GradScaler skips that step and lowers its scale), so there the scaler owns the gradients and the
+parameters are checked every step instead.
 
 A gradient-flow picture (mean and max ``|grad|`` per layer, log scale, in forward order) is saved
 each epoch as ``<log_dir>/gradient_flow/epoch_XXX.png`` and sent to loggers that take images
@@ -137,6 +137,8 @@ class GradientInspector(Callback):
         self.last_metrics: dict[str, float] = {}
         self.history: list[dict[str, float]] = []  # every logged dict, with its "step"
         self._layers: list[tuple[str, list[nn.Parameter]]] = []
+        self._params: list[nn.Parameter] = []  # all of them, in layer order
+        self._owner: list[int] = []  # layer index of each parameter
         self._inspect = False
         self._full = False  # this inspection is a logging step (not only the picture's sample)
         self._batch: Any = None
@@ -241,8 +243,8 @@ class GradientInspector(Callback):
             norms = torch.stack(torch._foreach_norm(tensors))  # (n_params_with_grad,)
         if self.check_nonfinite:
             amp = self._scaler(trainer) is not None  # fp16 AMP: the scaler owns non-finite gradients
-            # Parameters: every step under AMP; otherwise on logging steps and before every
-            # checkpoint (on_save_checkpoint), which is what keeps non-finite values out of files.
+            # Parameters: every step under AMP; otherwise on logging steps, at epoch ends and before
+            # every checkpoint (on_save_checkpoint), which is what keeps non-finite values out of files.
             pnorms = torch.stack(torch._foreach_norm(self._params)) if amp or self._full else None
             # a sum of norms is finite iff every norm is (NaN and Inf propagate): one scalar to sync
             total = norms.sum() if pnorms is None else pnorms.sum() if amp else norms.sum() + pnorms.sum()
