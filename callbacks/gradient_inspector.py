@@ -349,21 +349,18 @@ class GradientInspector(Callback):
                 f"exploding gradient: global norm {g:.2e} > {self.exploding_threshold:g}; "
                 "lower the learning rate or clip gradients (trainer.gradient_clip_val)",
             )
+        # activation alerts: (metric prefix, alert kind, threshold, advice)
+        act_rules = (
+            ("act/dead_frac/", "dead_units", self.dead_threshold,
+             "of the ReLU units in {layer} are dead (zero for the whole batch); lower the learning rate or use LeakyReLU/ELU"),
+            ("act/saturated_frac/", "saturated", self.saturation_threshold,
+             "of the outputs of {layer} are saturated; normalise the inputs, use a Xavier init or a non-saturating activation"),
+        )
         for key, v in metrics.items():
-            if key.startswith("act/dead_frac/") and v > self.dead_threshold:
-                layer = key[len("act/dead_frac/"):]
-                self._alert(
-                    trainer, step, "dead_units", layer, v,
-                    f"{v:.0%} of the ReLU units in {layer} are dead (zero for the whole batch); "
-                    "lower the learning rate or use LeakyReLU/ELU",
-                )
-            elif key.startswith("act/saturated_frac/") and v > self.saturation_threshold:
-                layer = key[len("act/saturated_frac/"):]
-                self._alert(
-                    trainer, step, "saturated", layer, v,
-                    f"{v:.0%} of the outputs of {layer} are saturated; "
-                    "normalise the inputs, use a Xavier init or a non-saturating activation",
-                )
+            for prefix, kind, threshold, advice in act_rules:
+                if key.startswith(prefix) and v > threshold:
+                    layer = key[len(prefix):]
+                    self._alert(trainer, step, kind, layer, v, f"{v:.0%} " + advice.format(layer=layer))
 
     # -------------------------------------------------------------------------- NaN / Inf
 
