@@ -1,11 +1,12 @@
 """The gradient-flow picture: mean and max ``|grad|`` per layer on a log scale, drawn with Pillow.
 
 Why not matplotlib (our plotting library everywhere else): this picture is drawn once per epoch
-*inside* training, and matplotlib's Agg renderer takes 60-110 ms for it on a 2-core CPU, about a
-quarter of a LeNet-5/digits epoch (40 steps of ~8.6 ms), which broke the inspector's <= 5 %
-overhead bar (``benchmarks/inspector_overhead.py``). Pillow is already installed with torchvision
-and draws the same bars, axis, labels and legend in a few milliseconds. Pictures made once, after
-training, keep using matplotlib.
+*inside* training, and matplotlib's Agg renderer takes about 65 ms for it on the 2-core CPU
+machine, a fifth of a LeNet-5/digits epoch (37 steps of ~7.5 ms), which broke the inspector's
+<= 5 % overhead bar (``benchmarks/inspector_overhead.py``). Pillow is already installed with
+torchvision and draws and writes the same bars, axis, labels and legend in about 2.6 ms
+(``benchmarks/flow_picture.py`` measures both). Pictures made once, after training, keep using
+matplotlib.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ _PALETTE = _palette()
 
 def save_png(img: Image.Image, path) -> None:
     """Write the picture as a 20-colour palette PNG: mapping onto the fixed palette and encoding
-    take about 0.6 ms, against 3-5 ms for the RGB PNG (measured on the 2-core CPU machine)."""
+    take about 0.9 ms, against 3.1 ms for the RGB PNG (``benchmarks/flow_picture.py``, 2-core CPU)."""
     img.quantize(palette=_PALETTE, dither=Image.Dither.NONE).save(path, "PNG", compress_level=1)
 
 

@@ -264,7 +264,7 @@ def test_gradient_flow_picture_bar_heights_follow_the_gradients():
     assert [t - m for t, m in zip(tall, inner)] == pytest.approx([per_decade] * 3, abs=2)  # mean = max / 10
 
 
-def test_gradient_flow_png_is_small_and_reads_back(tmp_path):
+def test_gradient_flow_png_is_a_palette_png_that_keeps_the_colours(tmp_path):
     from callbacks.flow_picture import render_gradient_flow, save_png
 
     img = render_gradient_flow([f"layer{i}" for i in range(6)], [1e-3] * 6, [1e-2] * 6, "t")
