@@ -36,6 +36,45 @@ def _sha256(*arrays: np.ndarray) -> str:
     return h.hexdigest()[:16]
 
 
+class TensorBatchDataset(Dataset):
+    """Rows of stored tensors ``x`` (N, ...) and ``y`` (N, ...), served a whole batch at a time.
+
+    Why not ``TensorDataset`` + the default collate: that builds one ``(x[i], y[i])`` tuple per row
+    and ``torch.stack``s them again, which for small networks costs as much as the step. Here the
+    DataLoader's batch of indices goes to ``__getitems__`` (PyTorch's batched-fetch hook, used with
+    auto-batching) and comes back as two indexed tensors; ``collate_fn=passthrough`` leaves them
+    as they are. It is still a plain map-style dataset with a ``BatchSampler``, so Lightning can swap
+    in a ``DistributedSampler`` under DDP, and ``__getitem__`` serves single rows as before.
+    """
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        self.x, self.y = x, y
+
+    @property
+    def tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(x, y)``, as ``TensorDataset.tensors``."""
+        return self.x, self.y
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, i: int):
+        return self.x[i], self.y[i]
+
+    def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        i = torch.as_tensor(indices, device=self.x.device)  # (B,)
+        return self.x[i], self.y[i]  # (B, ...), (B, ...)
+
+    def to(self, device: torch.device) -> "TensorBatchDataset":
+        return TensorBatchDataset(self.x.to(device), self.y.to(device))
+
+
+def passthrough(batch):
+    """``collate_fn`` for ``TensorBatchDataset``: the batch is already two tensors (module-level so
+    worker processes can pickle it)."""
+    return batch
+
+
 class TransformedDataset(Dataset):
     """Raw samples with a per-sample transform (augmentation of the training split)."""
 
@@ -82,6 +121,9 @@ class ArrayDataModule(pl.LightningDataModule):
             validation and test, so ``max(train time) + gap <= min(val time)``.
         audit: ``None``, or run the contamination audit (``datamodules.audit``) in ``setup``:
             ``"warn"``, ``"fail"`` or ``"drop"`` (duplicates of val/test rows leave training).
+        device_resident: keep the splits on the accelerator and index batches there (no host-to-
+            device copy per batch): ``None`` (auto: on a GPU, with ``num_workers=0``, up to 1 GiB
+            per split), ``True`` or ``False``.
     """
 
     num_classes: int
@@ -102,6 +144,7 @@ class ArrayDataModule(pl.LightningDataModule):
         fold: int = 0,
         gap: float = 0.0,
         audit: str | None = None,
+        device_resident: bool | None = None,
     ) -> None:
         super().__init__()
         if not (0 < val_size < 1 and 0 < test_size < 1 and val_size + test_size < 1):
@@ -124,6 +167,8 @@ class ArrayDataModule(pl.LightningDataModule):
         self.audit_mode = audit
         self.audit_report = None
         self.batch_size, self.num_workers = batch_size, num_workers
+        self.device_resident = device_resident
+        self._on_device: dict[str, tuple[Dataset, TensorBatchDataset]] = {}
         self.split_indices: dict[str, np.ndarray] | None = None
         self.fingerprint: str | None = None
         self.scaler: StandardScaler | None = None
@@ -293,18 +338,42 @@ class ArrayDataModule(pl.LightningDataModule):
     def make_dataset(self, x: np.ndarray, y: np.ndarray, train: bool) -> Dataset:
         tf = self.train_transform() if train else None
         if tf is None:
-            return TensorDataset(torch.from_numpy(x), torch.from_numpy(y))
+            return TensorBatchDataset(torch.from_numpy(x), torch.from_numpy(y))
         return TransformedDataset(torch.from_numpy(x), torch.from_numpy(y), tf)
+
+    def _resident_device(self, dataset: Dataset) -> torch.device | None:
+        """The accelerator to keep ``dataset`` on, or ``None`` to serve it from host memory.
+
+        ``device_resident=None`` (auto) keeps whole-batch in-memory data on the accelerator when the
+        trainer runs on one, no worker processes are asked for (CUDA tensors cannot be shared with
+        forked workers) and the split fits in 1 GiB: then no batch is copied host-to-device, only
+        its index. ``True`` forces it (any size), ``False`` never."""
+        if self.device_resident is False or not isinstance(dataset, TensorBatchDataset) or self.num_workers > 0:
+            return None
+        device = self.trainer.strategy.root_device if self.trainer is not None else None
+        if device is None or (device.type == "cpu" and self.device_resident is None):
+            return None
+        nbytes = dataset.x.nbytes + dataset.y.nbytes
+        return device if self.device_resident or nbytes <= 1 << 30 else None
 
     def _loader(self, key: str, shuffle: bool) -> DataLoader:
         if self.split_indices is None:
             raise RuntimeError(f"{type(self).__name__}.setup() must run before asking for the {key} loader")
+        dataset = self.datasets[key]
+        device = self._resident_device(dataset)
+        if device is not None:  # moved once per split and device, then reused every epoch
+            cached = self._on_device.get(key)
+            if cached is None or cached[0] is not dataset or cached[1].x.device != device:
+                self._on_device[key] = (dataset, dataset.to(device))
+            dataset = self._on_device[key][1]
+        batched = isinstance(dataset, TensorBatchDataset)
         return DataLoader(
-            self.datasets[key],
+            dataset,
             batch_size=self.batch_size,
             shuffle=shuffle,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
+            collate_fn=passthrough if batched else None,
         )
 
     def train_dataloader(self) -> DataLoader:

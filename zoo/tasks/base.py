@@ -21,6 +21,10 @@ OPTIMIZERS = ("sgd", "adagrad", "adadelta", "rmsprop", "adam", "adamw")
 SCHEDULERS = ("step", "cosine", "onecycle")
 
 
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or infinite; the message names the step and what to change."""
+
+
 def _plain(value: Any) -> Any:
     """Tuples -> lists, recursively, so hyper-parameters are YAML- and weights_only-friendly."""
     if isinstance(value, (list, tuple)):
@@ -93,6 +97,12 @@ class ZooTask(pl.LightningModule):
         self.net = zoo.create_model(model, input_shape=net_shape, **self.net_kwargs(num_classes), **(model_kwargs or {}))
         if init is not None:
             zoo.init_weights(self.net, init)
+        # Training bookkeeping (see "lean training bookkeeping" below).
+        self._rows_seen = 0
+        self._steps_at: list[tuple[int, int]] = []  # (batch_idx, global_step) per training batch, host ints
+        self._train_buf: torch.Tensor | None = None  # (batches, 1 + len(sums)) on the device
+        self._train_keys: list[str] = []
+        self._log_step_now = False
 
     def net_kwargs(self, num_classes: int) -> dict[str, Any]:
         """Task-specific constructor arguments for the network (classification: ``num_classes``)."""
@@ -130,17 +140,120 @@ class ZooTask(pl.LightningModule):
     # ------------------------------------------------------------------------------------ steps
 
     def _shared_step(self, batch, stage: str) -> torch.Tensor:
-        """Loss of one batch at ``stage`` (train, val or test), logging ``<stage>/<metric>``."""
+        """Loss of one batch at ``stage`` (val or test), logging ``<stage>/<metric>`` per epoch."""
         raise NotImplementedError(f"{type(self).__name__} must implement _shared_step(batch, stage)")
 
+    def _train_step(self, batch) -> tuple[torch.Tensor, int, dict[str, torch.Tensor]]:
+        """One training batch: ``(loss, rows, sums)``, where ``sums`` maps a metric name to a device
+        scalar summed over the batch's rows (``{"acc": correct predictions}``); the epoch logs
+        ``train/<name>`` = sum / rows. Nothing here may read a value back to the host."""
+        raise NotImplementedError(f"{type(self).__name__} must implement _train_step(batch)")
+
     def training_step(self, batch, batch_idx):
-        return self._shared_step(batch, "train")
+        loss, rows, sums = self._train_step(batch)
+        self.track_train(batch_idx, loss, rows, sums)
+        return loss
 
     def validation_step(self, batch, batch_idx):
         self._shared_step(batch, "val")
 
     def test_step(self, batch, batch_idx):
         self._shared_step(batch, "test")
+
+    # ------------------------------------------------------------------ lean training bookkeeping
+    #
+    # Why not ``self.log(..., on_step=True, on_epoch=True)`` and a torchmetrics object per step, as
+    # before: every ``self.log`` call costs Lightning ~0.1-0.3 ms of Python, a progress-bar value
+    # forces a host sync every step (``.item()``), and a metric collection's update is several more
+    # kernels plus Python. On small networks that was more than Lightning itself costs (issue 10).
+    # Instead each training batch writes ONE row of device numbers (loss x rows, then the task's
+    # sums) into a per-epoch buffer: no host sync, no logging call. The buffer gives the epoch means
+    # (``train/loss``, ``train/acc``, ...) once per epoch, the batch loss ``train/loss_step`` on the
+    # trainer's logging steps (``trainer.log_every_n_steps``; 0 logs per epoch only), and the exact
+    # batch whose loss first went non-finite, checked on those same steps and before the epoch's
+    # validation and checkpoint.
+
+    #: names of ``_train_step`` sums logged as epoch totals rather than per-row means
+    train_totals: tuple[str, ...] = ()
+
+    def on_train_epoch_start(self) -> None:
+        self._rows_seen = 0
+        self._steps_at = []  # the buffer's rows are reused: only the first len(_steps_at) are this epoch's
+
+    def track_train(self, batch_idx: int, loss: torch.Tensor, rows: int, sums: dict[str, torch.Tensor] | None = None) -> None:
+        """Record one training batch (device work only; see the note above)."""
+        sums = sums or {}
+        values = [loss.detach().float() * rows, *(v.detach().float() for v in sums.values())]
+        row = torch.stack(values) if len(values) > 1 else values[0].reshape(1)  # (1 + k,)
+        i = len(self._steps_at)
+        buf = self._train_buf
+        if buf is None or i >= buf.shape[0]:  # grow by doubling: amortised O(1), no per-step allocation
+            new = torch.zeros(max(64, 2 * i), row.numel(), device=row.device)
+            if buf is not None:
+                new[:i] = buf
+            self._train_buf = buf = new
+            self._train_keys = list(sums)
+        buf[i] = row
+        self._steps_at.append((batch_idx, self.global_step))
+        self._rows_seen += rows
+        self._log_step_now = self._is_log_step()  # read here: global_step moves before on_train_batch_end
+        if self._log_step_now:
+            # One logging call per step at most, and only on the steps the logger writes. Not on the
+            # progress bar: Lightning converts every progress-bar value with .item() after EVERY
+            # batch (stale ones too), a host sync per step; the bar shows the epoch means instead.
+            self.log("train/loss_step", loss.detach(), on_step=True, on_epoch=False, batch_size=rows)
+
+    def _is_log_step(self) -> bool:
+        """Whether the logger writes step metrics after this batch. Lightning writes them when
+        (batches that stepped + 1) % log_every_n_steps == 0; with one optimizer step per batch that
+        count is ``global_step`` (public), read before this batch's step. Tasks that step several
+        optimizers per batch override this."""
+        if self._trainer is None:  # a step called by hand, outside fit
+            return False
+        n = self.trainer.log_every_n_steps
+        return n > 0 and (self.global_step + 1) % n == 0
+
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        last = batch_idx + 1 >= self.trainer.num_training_batches
+        if self._log_step_now or last:  # before the epoch's validation and checkpoint on the last batch
+            self._check_finite_loss()
+
+    def _check_finite_loss(self) -> None:
+        buf = self._train_buf
+        if buf is None or not self._steps_at:
+            return
+        losses = buf[: len(self._steps_at), 0]
+        if bool(torch.isfinite(losses).all()):  # the one host read, on logging steps and epoch ends
+            return
+        first = int((~torch.isfinite(losses)).nonzero()[0, 0])
+        batch_idx, step = self._steps_at[first]
+        value = float(losses[first])
+        raise NonFiniteLossError(
+            f"train/loss is {value} at global step {step} (epoch {self.current_epoch}, batch {batch_idx}); "
+            "the weights are no longer usable and nothing after it was saved: lower model.lr, clip gradients "
+            "(trainer.gradient_clip_val), or check the inputs for non-finite values "
+            "(add callbacks.GradientInspector to name the first bad layer)"
+        )
+
+    def on_train_epoch_end(self) -> None:
+        buf = self._train_buf
+        if buf is None or not self._steps_at:
+            return
+        self._check_finite_loss()
+        sums = buf[: len(self._steps_at)].sum(0)  # (1 + k,) on the device
+        rows = torch.tensor(float(self._rows_seen), device=sums.device)
+        # Exact weighted means over every rank's rows: the sums are reduced, not the per-rank means.
+        sums = self.trainer.strategy.reduce(sums, reduce_op="sum")
+        rows = self.trainer.strategy.reduce(rows, reduce_op="sum")
+        means = sums / rows
+        logged = {"train/loss": means[0]}
+        logged.update({f"train/{k}": (sums if k in self.train_totals else means)[1 + j] for j, k in enumerate(self._train_keys)})
+        self.log_dict(logged, prog_bar=True, on_step=False, on_epoch=True)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # A checkpoint written mid-epoch (every_n_train_steps, a signal) must not hold weights a
+        # non-finite loss already ruined: refuse before Lightning writes the file.
+        self._check_finite_loss()
 
     # ------------------------------------------------------------------------------- optimizers
 

@@ -43,7 +43,6 @@ class BinaryClassificationTask(ZooTask):
                 "auroc": torchmetrics.AUROC(task="binary"),
             }
         )
-        self.train_acc = torchmetrics.Accuracy(task="binary")
         self.val_metrics = metrics().clone(prefix="val/")
         self.test_metrics = metrics().clone(prefix="test/")
 
@@ -53,19 +52,20 @@ class BinaryClassificationTask(ZooTask):
     def loss(self, logit: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return F.binary_cross_entropy_with_logits(logit, y.float(), pos_weight=self.pos_weight)
 
+    def _train_step(self, batch):
+        x, y = batch
+        logit = self(x).squeeze(-1)  # (N,)
+        # Training accuracy as a device count (no host sync), logged per epoch.
+        return self.loss(logit, y), len(y), {"acc": ((logit.detach() >= 0) == y.bool()).sum()}
+
     def _shared_step(self, batch, stage: str) -> torch.Tensor:
         x, y = batch
         logit = self(x).squeeze(-1)  # (N,)
         loss = self.loss(logit, y)
-        self.log(f"{stage}/loss", loss, prog_bar=True, on_step=stage == "train", on_epoch=True, batch_size=len(y))
-        prob = logit.detach().sigmoid()  # (N,)
-        if stage == "train":
-            self.train_acc.update(prob, y)
-            self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, batch_size=len(y))
-        else:
-            metrics = self.val_metrics if stage == "val" else self.test_metrics
-            metrics.update(prob, y)
-            self.log_dict(metrics, prog_bar=stage == "val", on_step=False, on_epoch=True, batch_size=len(y))
+        self.log(f"{stage}/loss", loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=len(y), sync_dist=True)
+        metrics = self.val_metrics if stage == "val" else self.test_metrics
+        metrics.update(logit.detach().sigmoid(), y)
+        self.log_dict(metrics, prog_bar=stage == "val", on_step=False, on_epoch=True, batch_size=len(y))
         return loss
 
     def predict_step(self, batch, batch_idx, dataloader_idx: int = 0) -> dict[str, torch.Tensor]:
@@ -96,6 +96,8 @@ class PerceptronTask(BinaryClassificationTask):
         lr: step size of the rule (with a zero start it only rescales ``w``).
     """
 
+    train_totals = ("mistakes",)  # updates per epoch, not per row
+
     def __init__(self, **kwargs: Any) -> None:
         # ZooTask's arguments arrive through **kwargs like every zoo task (LightningCLI hands the
         # hyper-parameters over as the config gives them, and ZooTask expects its full set). The
@@ -124,10 +126,9 @@ class PerceptronTask(BinaryClassificationTask):
         progress = self.trainer.fit_loop.epoch_loop.manual_optimization.optim_step_progress
         progress.increment_ready()
         progress.increment_completed()
-        self.train_acc.update((~wrong).long(), torch.ones_like(y))
-        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, batch_size=len(y))
-        self.log("train/mistakes", wrong.sum().float(), on_step=False, on_epoch=True, reduce_fx="sum", batch_size=len(y))
-        self.log("train/loss", self.loss(score, y), on_step=True, on_epoch=True, batch_size=len(y))
+        # Device counts only (no host sync): train/acc = right before the update / rows, and
+        # train/mistakes = updates in the epoch (a total, see train_totals); ZooTask logs both per epoch.
+        self.track_train(batch_idx, self.loss(score, y), len(y), {"acc": (~wrong).sum(), "mistakes": wrong.sum()})
 
     def configure_optimizers(self):
         return None  # the perceptron rule updates the weights in training_step

@@ -42,24 +42,27 @@ class ClassificationTask(ZooTask):
                 "f1": torchmetrics.F1Score(task="multiclass", num_classes=num_classes, average="macro"),
             }
         )
-        self.train_metrics = metrics().clone(prefix="train/")
         self.val_metrics = metrics().clone(prefix="val/")
         self.test_metrics = metrics().clone(prefix="test/")
         self.test_confmat = MulticlassConfusionMatrix(num_classes=num_classes)
         self.test_confusion_matrix: torch.Tensor | None = None
 
+    def _train_step(self, batch):
+        x, y = batch
+        logits = self(x)  # (N, num_classes)
+        loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
+        # Training accuracy as a device count (two small kernels, no host sync), logged per epoch;
+        # the validation split, not this, is what the user should judge the model by.
+        return loss, len(y), {"acc": (logits.detach().argmax(dim=-1) == y).sum()}
+
     def _shared_step(self, batch, stage: str) -> torch.Tensor:
         metrics = getattr(self, f"{stage}_metrics")
         x, y = batch
         logits = self(x)  # (N, num_classes)
-        loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing if stage == "train" else 0.0)
+        loss = F.cross_entropy(logits, y)
         metrics.update(logits, y)
-        on_step = stage == "train"
-        self.log(f"{stage}/loss", loss, prog_bar=True, on_step=on_step, on_epoch=True, batch_size=len(y))
-        if stage == "train":
-            self.log("train/acc", metrics["acc"], on_step=False, on_epoch=True, batch_size=len(y))
-        else:
-            self.log_dict(metrics, prog_bar=stage == "val", on_step=False, on_epoch=True, batch_size=len(y))
+        self.log(f"{stage}/loss", loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=len(y), sync_dist=True)
+        self.log_dict(metrics, prog_bar=stage == "val", on_step=False, on_epoch=True, batch_size=len(y))
         if stage == "test":
             self.test_confmat.update(logits, y)
         return loss

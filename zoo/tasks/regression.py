@@ -88,18 +88,22 @@ class RegressionTask(ZooTask):
         """Raw input -> prediction in raw target units, ``(N, num_classes)``."""
         return self.target(self.forward_scaled(x))
 
+    def _train_step(self, batch):
+        x, y = batch
+        y = y.float().reshape(len(y), -1)  # (N, K)
+        return F.mse_loss(self.forward_scaled(x), self.target.scale(y)), len(y), {}
+
     def _shared_step(self, batch, stage: str) -> torch.Tensor:
         x, y = batch
         y = y.float().reshape(len(y), -1)  # (N, K)
         pred_scaled = self.forward_scaled(x)  # (N, K)
         loss = F.mse_loss(pred_scaled, self.target.scale(y))
-        self.log(f"{stage}/loss", loss, prog_bar=True, on_step=stage == "train", on_epoch=True, batch_size=len(y))
-        if stage != "train":
-            metrics = self.val_metrics if stage == "val" else self.test_metrics
-            pred = self.target(pred_scaled.detach())
-            # R2Score wants (N,) for one output and (N, K) for several.
-            metrics.update(pred.squeeze(-1) if y.shape[1] == 1 else pred, y.squeeze(-1) if y.shape[1] == 1 else y)
-            self.log_dict(metrics, prog_bar=stage == "val", on_step=False, on_epoch=True, batch_size=len(y))
+        self.log(f"{stage}/loss", loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=len(y), sync_dist=True)
+        metrics = self.val_metrics if stage == "val" else self.test_metrics
+        pred = self.target(pred_scaled.detach())
+        # R2Score wants (N,) for one output and (N, K) for several.
+        metrics.update(pred.squeeze(-1) if y.shape[1] == 1 else pred, y.squeeze(-1) if y.shape[1] == 1 else y)
+        self.log_dict(metrics, prog_bar=stage == "val", on_step=False, on_epoch=True, batch_size=len(y))
         return loss
 
     def predict_step(self, batch, batch_idx, dataloader_idx: int = 0) -> torch.Tensor:

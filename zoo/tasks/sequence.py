@@ -61,11 +61,9 @@ class SequenceRegressionTask(RegressionTask):
         h, _ = self.net.forward_sequence(chunks[-1], state)  # (N, hidden)
         return self.net.forward_head(h)  # (N, num_classes)
 
-    def training_step(self, batch, batch_idx):
+    def _train_step(self, batch):
         if not self.tbptt_steps:
-            return super().training_step(batch, batch_idx)
+            return super()._train_step(batch)
         x, y = batch
         y = y.float().reshape(len(y), -1)  # (N, K)
-        loss = F.mse_loss(self._tbptt_output(x, self.tbptt_steps), self.target.scale(y))
-        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(y))
-        return loss
+        return F.mse_loss(self._tbptt_output(x, self.tbptt_steps), self.target.scale(y)), len(y), {}
