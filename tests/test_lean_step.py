@@ -98,6 +98,37 @@ def test_epoch_means_are_exact(tmp_path):
         logits = task.eval()(x)
     assert float(trainer.callback_metrics["train/loss"]) == pytest.approx(float(F.cross_entropy(logits, y)), rel=1e-5)
     assert float(trainer.callback_metrics["train/acc"]) == pytest.approx(float((logits.argmax(-1) == y).float().mean()), rel=1e-6)
+    # Test metrics, logged once at the epoch's end, are those of the whole test split.
+    result = trainer.test(task, dm, verbose=False)[0]
+    xt, yt = dm.datasets["test"].x, dm.datasets["test"].y
+    with torch.no_grad():
+        lt = task.eval()(xt)
+    assert result["test/loss"] == pytest.approx(float(F.cross_entropy(lt, yt)), rel=1e-5)
+    assert result["test/acc"] == pytest.approx(float((lt.argmax(-1) == yt).float().mean()), rel=1e-6)
+
+
+def test_one_logging_call_per_evaluation_epoch(tmp_path, monkeypatch):
+    dm = _digits()
+    task = _task(dm)
+    calls, inside = [], []
+    for name in ("log", "log_dict"):
+        orig = getattr(task, name)
+
+        def counted(*a, _o=orig, **k):
+            if not inside:  # log_dict calls log once per key: count the outer call only
+                calls.append(task.trainer.state.stage.value)
+            inside.append(1)
+            try:
+                return _o(*a, **k)
+            finally:
+                inside.pop()
+
+        monkeypatch.setattr(task, name, counted)
+    trainer = _trainer(tmp_path, max_epochs=2, num_sanity_val_steps=0, log_every_n_steps=0)
+    trainer.fit(task, dm)
+    trainer.test(task, dm, verbose=False)
+    assert calls.count("validate") == 2 and calls.count("test") == 1
+    assert calls.count("train") == 2  # the epoch means; no per-step call with log_every_n_steps=0
 
 
 def test_step_loss_is_logged_on_the_loggers_steps_only(tmp_path):

@@ -98,11 +98,14 @@ class ZooTask(pl.LightningModule):
         if init is not None:
             zoo.init_weights(self.net, init)
         # Training bookkeeping (see "lean training bookkeeping" below).
-        self._rows_seen = 0
+        self._rows_at: list[int] = []  # rows of each training batch this epoch, host ints
+        self._finite_upto = 0  # buffer rows before this one were checked finite
         self._steps_at: list[tuple[int, int]] = []  # (batch_idx, global_step) per training batch, host ints
         self._train_buf: torch.Tensor | None = None  # (batches, 1 + len(sums)) on the device
         self._train_keys: list[str] = []
         self._log_step_now = False
+        self._eval_sums: dict[str, torch.Tensor] = {}  # stage -> device sum of loss x rows
+        self._eval_rows: dict[str, int] = {}
 
     def net_kwargs(self, num_classes: int) -> dict[str, Any]:
         """Task-specific constructor arguments for the network (classification: ``num_classes``)."""
@@ -140,7 +143,9 @@ class ZooTask(pl.LightningModule):
     # ------------------------------------------------------------------------------------ steps
 
     def _shared_step(self, batch, stage: str) -> torch.Tensor:
-        """Loss of one batch at ``stage`` (val or test), logging ``<stage>/<metric>`` per epoch."""
+        """Loss of one batch at ``stage`` (val or test): updates ``self.<stage>_metrics`` (a
+        torchmetrics collection with the ``<stage>/`` prefix) and calls ``track_eval``; the epoch's
+        ``<stage>/loss`` and metrics are logged once, at the epoch's end."""
         raise NotImplementedError(f"{type(self).__name__} must implement _shared_step(batch, stage)")
 
     def _train_step(self, batch) -> tuple[torch.Tensor, int, dict[str, torch.Tensor]]:
@@ -177,25 +182,26 @@ class ZooTask(pl.LightningModule):
     train_totals: tuple[str, ...] = ()
 
     def on_train_epoch_start(self) -> None:
-        self._rows_seen = 0
+        self._rows_at = []
+        self._finite_upto = 0
         self._steps_at = []  # the buffer's rows are reused: only the first len(_steps_at) are this epoch's
 
     def track_train(self, batch_idx: int, loss: torch.Tensor, rows: int, sums: dict[str, torch.Tensor] | None = None) -> None:
         """Record one training batch (device work only; see the note above)."""
         sums = sums or {}
-        values = [loss.detach().float() * rows, *(v.detach().float() for v in sums.values())]
-        row = torch.stack(values) if len(values) > 1 else values[0].reshape(1)  # (1 + k,)
+        # (1 + k,): the batch's mean loss, then the task's sums; stack promotes the integer counts.
+        row = torch.stack([loss.detach(), *sums.values()]) if sums else loss.detach().reshape(1)
         i = len(self._steps_at)
         buf = self._train_buf
         if buf is None or i >= buf.shape[0]:  # grow by doubling: amortised O(1), no per-step allocation
             new = torch.zeros(max(64, 2 * i), row.numel(), device=row.device)
             if buf is not None:
-                new[:i] = buf
+                new[:i] = buf[:i]
             self._train_buf = buf = new
             self._train_keys = list(sums)
         buf[i] = row
+        self._rows_at.append(rows)  # host ints: the loss column is weighted by them at the epoch's end
         self._steps_at.append((batch_idx, self.global_step))
-        self._rows_seen += rows
         self._log_step_now = self._is_log_step()  # read here: global_step moves before on_train_batch_end
         if self._log_step_now:
             # One logging call per step at most, and only on the steps the logger writes. Not on the
@@ -222,10 +228,13 @@ class ZooTask(pl.LightningModule):
         buf = self._train_buf
         if buf is None or not self._steps_at:
             return
-        losses = buf[: len(self._steps_at), 0]
+        start, end = self._finite_upto, len(self._steps_at)
+        losses = buf[start:end, 0]  # only rows not checked yet
         if bool(torch.isfinite(losses).all()):  # the one host read, on logging steps and epoch ends
+            self._finite_upto = end
             return
-        first = int((~torch.isfinite(losses)).nonzero()[0, 0])
+        first = start + int((~torch.isfinite(losses)).nonzero()[0, 0])
+        losses = buf[:end, 0]
         batch_idx, step = self._steps_at[first]
         value = float(losses[first])
         raise NonFiniteLossError(
@@ -240,8 +249,11 @@ class ZooTask(pl.LightningModule):
         if buf is None or not self._steps_at:
             return
         self._check_finite_loss()
-        sums = buf[: len(self._steps_at)].sum(0)  # (1 + k,) on the device
-        rows = torch.tensor(float(self._rows_seen), device=sums.device)
+        n = len(self._steps_at)
+        rows_at = torch.tensor(self._rows_at, dtype=buf.dtype, device=buf.device)  # (n,)
+        sums = buf[:n].sum(0)  # (1 + k,) on the device
+        sums[0] = (buf[:n, 0] * rows_at).sum()  # the loss column holds batch means: weight by rows
+        rows = rows_at.sum()
         # Exact weighted means over every rank's rows: the sums are reduced, not the per-rank means.
         sums = self.trainer.strategy.reduce(sums, reduce_op="sum")
         rows = self.trainer.strategy.reduce(rows, reduce_op="sum")
@@ -249,6 +261,39 @@ class ZooTask(pl.LightningModule):
         logged = {"train/loss": means[0]}
         logged.update({f"train/{k}": (sums if k in self.train_totals else means)[1 + j] for j, k in enumerate(self._train_keys)})
         self.log_dict(logged, prog_bar=True, on_step=False, on_epoch=True)
+
+    # Validation and test: one logging call per EPOCH (not per batch, which cost ~0.5 ms a batch in
+    # Lightning's result collection): the loss is summed on the device, the torchmetrics collection
+    # accumulates its state, and both are logged when the epoch ends (torchmetrics syncs its state
+    # across processes in compute(); the loss sums are reduced by the strategy).
+
+    def track_eval(self, stage: str, loss: torch.Tensor, rows: int) -> None:
+        """Add one validation/test batch's mean loss (``rows`` rows) to the epoch's device sum."""
+        total = loss.detach().float() * rows
+        prev = self._eval_sums.get(stage)
+        self._eval_sums[stage] = total if prev is None else prev + total
+        self._eval_rows[stage] = self._eval_rows.get(stage, 0) + rows
+
+    def _log_eval_epoch(self, stage: str) -> None:
+        total = self._eval_sums.pop(stage, None)
+        rows = self._eval_rows.pop(stage, 0)
+        metrics = getattr(self, f"{stage}_metrics", None)
+        if total is None:
+            return
+        strategy = self.trainer.strategy
+        mean = strategy.reduce(total, reduce_op="sum") / strategy.reduce(torch.tensor(float(rows), device=total.device), reduce_op="sum")
+        logged = {f"{stage}/loss": mean}
+        if metrics is not None:
+            logged.update(metrics.compute())
+            metrics.reset()
+        # Values are already global; sync_dist only keeps Lightning from warning under DDP.
+        self.log_dict(logged, prog_bar=stage == "val", on_step=False, on_epoch=True, sync_dist=True)
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_eval_epoch("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_eval_epoch("test")
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # A checkpoint written mid-epoch (every_n_train_steps, a signal) must not hold weights a

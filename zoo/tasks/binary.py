@@ -62,10 +62,9 @@ class BinaryClassificationTask(ZooTask):
         x, y = batch
         logit = self(x).squeeze(-1)  # (N,)
         loss = self.loss(logit, y)
-        self.log(f"{stage}/loss", loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=len(y), sync_dist=True)
+        self.track_eval(stage, loss, len(y))
         metrics = self.val_metrics if stage == "val" else self.test_metrics
         metrics.update(logit.detach().sigmoid(), y)
-        self.log_dict(metrics, prog_bar=stage == "val", on_step=False, on_epoch=True, batch_size=len(y))
         return loss
 
     def predict_step(self, batch, batch_idx, dataloader_idx: int = 0) -> dict[str, torch.Tensor]:

@@ -61,8 +61,7 @@ class ClassificationTask(ZooTask):
         logits = self(x)  # (N, num_classes)
         loss = F.cross_entropy(logits, y)
         metrics.update(logits, y)
-        self.log(f"{stage}/loss", loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=len(y), sync_dist=True)
-        self.log_dict(metrics, prog_bar=stage == "val", on_step=False, on_epoch=True, batch_size=len(y))
+        self.track_eval(stage, loss, len(y))
         if stage == "test":
             self.test_confmat.update(logits, y)
         return loss
@@ -76,6 +75,7 @@ class ClassificationTask(ZooTask):
         self.test_confmat.reset()
 
     def on_test_epoch_end(self) -> None:
+        super().on_test_epoch_end()  # logs test/loss, test/acc, test/f1
         cm = self.test_confmat.compute().cpu()  # (true, predicted)
         self.test_confusion_matrix = cm
         # Files go next to the logger's output; with logger=False only the tensor is kept.

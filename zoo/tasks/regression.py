@@ -98,12 +98,11 @@ class RegressionTask(ZooTask):
         y = y.float().reshape(len(y), -1)  # (N, K)
         pred_scaled = self.forward_scaled(x)  # (N, K)
         loss = F.mse_loss(pred_scaled, self.target.scale(y))
-        self.log(f"{stage}/loss", loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=len(y), sync_dist=True)
+        self.track_eval(stage, loss, len(y))
         metrics = self.val_metrics if stage == "val" else self.test_metrics
         pred = self.target(pred_scaled.detach())
         # R2Score wants (N,) for one output and (N, K) for several.
         metrics.update(pred.squeeze(-1) if y.shape[1] == 1 else pred, y.squeeze(-1) if y.shape[1] == 1 else y)
-        self.log_dict(metrics, prog_bar=stage == "val", on_step=False, on_epoch=True, batch_size=len(y))
         return loss
 
     def predict_step(self, batch, batch_idx, dataloader_idx: int = 0) -> torch.Tensor:
