@@ -130,9 +130,14 @@ class ZooCLI(LightningCLI):
 
 
 def print_models(pattern: str | None = None) -> None:
-    import zoo
+    """``zoo list [PATTERN]``: the model table, from the JSON index (``zoo/model_index.py``) so that
+    neither torch nor Lightning is imported to print it."""
+    import fnmatch
+    import importlib.util
 
-    rows = [zoo.model_info(n) for n in zoo.list_models(pattern)]
+    # find_spec locates the package without importing it (importing zoo would import torch).
+    index = Path(importlib.util.find_spec("zoo").submodule_search_locations[0]) / "_model_index.json"
+    rows = [r for r in json.loads(index.read_text()) if not pattern or fnmatch.fnmatch(r["name"], pattern)]
     header = ("name", "task", "input", "params", "config", "paper")
     table = [
         (r["name"], r["task"], "x".join(map(str, r["input_shape"])), f"{r['num_params']:,}", r["default_config"] or "-", r["paper"])
@@ -174,11 +179,39 @@ def run_audit(argv: list[str]) -> int:
     return 0
 
 
+USAGE = """usage: zoo COMMAND [options]
+
+Train, evaluate and inspect the lightning-zoo models (LightningCLI: every option of the model, the
+data and the Trainer can be set in a YAML config or on the command line).
+
+commands:
+  fit        train, then test the best checkpoint:  zoo fit --config configs/lenet5_digits.yaml
+  validate   evaluate on the validation split:       zoo validate --config C --ckpt_path P
+  test       evaluate on the test split:             zoo test --config C --ckpt_path P
+  predict    predict with a checkpoint:              zoo predict --config C --ckpt_path P
+  list       the model registry:                     zoo list [PATTERN]
+  audit      contamination report of a config's data: zoo audit --config C [--mode warn|fail|drop]
+
+`zoo COMMAND --help` lists a command's options; `zoo fit --config C --print_config` shows a resolved config.
+"""
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] == "list":
-        print_models(argv[1] if len(argv) > 1 else None)
+    if not argv or argv[0] in ("-h", "--help"):  # answered without importing torch or Lightning
+        print(USAGE, end="")
         return
+    if argv[0] == "list":
+        try:
+            print_models(argv[1] if len(argv) > 1 else None)
+        except BrokenPipeError:  # `zoo list | head`: the reader left; nothing to report
+            import os  # the Python docs' recipe: point stdout at devnull so the exit flush is quiet
+
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return
+    from zoo._quiet import quiet_dependency_noise  # imports torch: after `zoo list`, which needs none
+
+    quiet_dependency_noise()
     if argv and argv[0] == "audit":
         code = run_audit(argv[1:])
         if code:

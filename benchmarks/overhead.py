@@ -48,6 +48,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 BEGIN, END = "<!-- overhead-table:begin -->", "<!-- overhead-table:end -->"
 VARIANTS = ("raw", "bare", "zoo", "zoo, as run")
+SYNTHETIC_ROWS = 2048  # ResNet-18's training rows (--synthetic-rows)
 
 MODELS = {
     # name: (zoo model, model_kwargs, data, batch size)
@@ -69,7 +70,7 @@ def _synthetic_images():
     from datamodules import ArrayDataModule
 
     class SyntheticImages(ArrayDataModule):
-        """2,560 random 3x32x32 images in 10 classes (ResNet-18's speed does not care what they show)."""
+        """Random 3x32x32 images in 10 classes (ResNet-18's speed does not care what they show)."""
 
         num_classes = 10
         input_shape = (3, 32, 32)
@@ -82,7 +83,7 @@ def _synthetic_images():
             import numpy as np
 
             rng = np.random.default_rng(0)
-            n = 2048 * 4 // 3  # 2,048 training rows after the split
+            n = SYNTHETIC_ROWS * 4 // 3  # SYNTHETIC_ROWS training rows after the split
             return rng.standard_normal((n, 3, 32, 32), dtype=np.float32), rng.integers(0, 10, n)
 
     return SyntheticImages
@@ -93,9 +94,15 @@ class _Turns:
 
     def __init__(self, names) -> None:
         self.names, self.turn, self.cond = list(names), 0, threading.Condition()
-        self.times: dict[str, list[float]] = {n: [] for n in self.names}
+        self.times: dict[str, list[float]] = {n: [] for n in self.names}  # wall s per epoch
+        self.cpu: dict[str, list[float]] = {n: [] for n in self.names}  # process CPU s per epoch
         self.done: set[str] = set()
-        self._start: dict[str, float] = {}
+        self._start: dict[str, tuple[float, float]] = {}
+
+    def _close(self, name: str) -> None:
+        wall, cpu = self._start.pop(name)
+        self.times[name].append(time.perf_counter() - wall)
+        self.cpu[name].append(time.process_time() - cpu)
 
     def _advance(self) -> None:
         for _ in self.names:
@@ -107,16 +114,16 @@ class _Turns:
         """Called at the start of every epoch: closes the previous one, waits for the turn."""
         with self.cond:
             if name in self._start:
-                self.times[name].append(time.perf_counter() - self._start.pop(name))
+                self._close(name)
                 self._advance()
                 self.cond.notify_all()
             self.cond.wait_for(lambda: self.names[self.turn] == name)
-            self._start[name] = time.perf_counter()
+            self._start[name] = (time.perf_counter(), time.process_time())
 
     def end(self, name: str) -> None:
         with self.cond:
             if name in self._start:
-                self.times[name].append(time.perf_counter() - self._start.pop(name))
+                self._close(name)
             self.done.add(name)
             self._advance()
             self.cond.notify_all()
@@ -244,16 +251,23 @@ def run_model(key: str, rounds: int) -> dict:
         t.join()
     steps = len(dm.train_dataloader())
     times = {k: v[1:] for k, v in turns.times.items()}  # drop the warm-up round
+    cpu = {k: v[1:] for k, v in turns.cpu.items()}
     n = min(len(v) for v in times.values())
     out = {"model": key, "steps": steps, "batch": batch, "raw_ms_epoch": statistics.median(times["raw"][:n]) * 1e3}
     for name in VARIANTS:
-        ratios = [times[name][i] / times["raw"][i] for i in range(n)]
-        q = statistics.quantiles(ratios, n=4) if n >= 2 else [ratios[0]] * 3
-        out[name] = (statistics.median(ratios), q[0], q[2])
+        out[name] = _ratio(times[name][:n], times["raw"][:n])
+        out[name + " cpu"] = _ratio(cpu[name][:n], cpu["raw"][:n])
         out[name + " ms/step"] = statistics.median(times[name][:n]) / steps * 1e3
     out["rounds"] = n
     out["loader"] = loader_pass(dm)
     return out
+
+
+def _ratio(variant: list[float], raw: list[float]) -> tuple[float, float, float]:
+    """Median and interquartile range of the per-round ratios variant / raw."""
+    ratios = [v / r for v, r in zip(variant, raw)]
+    q = statistics.quantiles(ratios, n=4) if len(ratios) >= 2 else [ratios[0]] * 3
+    return statistics.median(ratios), q[0], q[2]
 
 
 def loader_pass(dm, repeats: int = 15) -> dict:
@@ -293,6 +307,11 @@ def table(results: list[dict]) -> str:
         zoo_bare = r["zoo"][0] / r["bare"][0]
         lines.append(f"| {r['model']} | {r['batch']} | {r['steps']} | {r['raw_ms_epoch']:.0f} | " + " | ".join(cells)
                      + f" | {zoo_bare:.2f} |")
+    lines += ["", "Process CPU time instead of wall time (less sensitive to other processes on the machine):", "",
+              "| model | bare LightningModule | zoo task, no logger | zoo as users run it | zoo / bare |", "|" + " --- |" * 5]
+    for r in results:
+        cells = [f"{r[n + ' cpu'][0]:.2f} ({r[n + ' cpu'][1]:.2f}-{r[n + ' cpu'][2]:.2f})" for n in VARIANTS[1:]]
+        lines.append(f"| {r['model']} | " + " | ".join(cells) + f" | {r['zoo cpu'][0] / r['bare cpu'][0]:.2f} |")
     lines += ["", "| model | one pass over the training loader, ms: DataLoader(TensorDataset) | the DataModule's loader |",
               "| --- | --- | --- |"]
     for r in results:
@@ -304,8 +323,10 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rounds", type=int, default=12, help="measured epochs per variant (after one warm-up)")
     p.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    p.add_argument("--synthetic-rows", type=int, default=SYNTHETIC_ROWS, help="ResNet-18's training rows")
     p.add_argument("--write-readme", action="store_true")
     a = p.parse_args()
+    globals()["SYNTHETIC_ROWS"] = a.synthetic_rows
     warnings.filterwarnings("ignore")
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
     results = []
