@@ -11,7 +11,8 @@ the validation rows:
   validation with loss and accuracy summed on the device, one ``.item()`` per epoch).
 * ``bare``: a minimal ``LightningModule`` doing the same, logging one training loss and the
   validation loss and accuracy per epoch (summed on the device, one ``self.log`` each per epoch),
-  ``Trainer(logger=False)`` with no checkpointing, progress bar or summary.
+  ``Trainer(logger=False)`` with no checkpointing, progress bar or summary, fed by the same
+  DataModule as the zoo task (so ``zoo / bare`` is the task's own cost).
 * ``zoo``: ``zoo.tasks.ClassificationTask`` under the same bare Trainer (no logger).
 * ``zoo, as run``: the Trainer, logger (TensorBoard), checkpointing (best and last), early
   stopping and progress bar that ``zoo fit`` builds, through ``cli.ZooCLI`` itself.
@@ -240,8 +241,7 @@ def run_model(key: str, rounds: int) -> dict:
     bare_pl_trainer = pl.Trainer(callbacks=[Turn("bare")], **bare_trainer)
     threads = [
         threading.Thread(target=raw_loop, name="raw"),
-        threading.Thread(target=bare_pl_trainer.fit, args=(bare_module,),
-                         kwargs={"train_dataloaders": dm.train_dataloader(), "val_dataloaders": dm.val_dataloader()}),
+        threading.Thread(target=bare_pl_trainer.fit, args=(bare_module, dm)),
         threading.Thread(target=zoo_trainer.fit, args=(zoo_cli.model, zoo_cli.datamodule)),
         threading.Thread(target=as_run.trainer.fit, args=(as_run.model, as_run.datamodule)),
     ]

@@ -25,6 +25,25 @@ class NonFiniteLossError(FloatingPointError):
     """The training loss became NaN or infinite; the message names the step and what to change."""
 
 
+class _TrainLedger:
+    """One epoch's training bookkeeping (see ``ZooTask``'s lean step): a plain object, because every
+    attribute set on an ``nn.Module`` goes through its slow ``__setattr__``, once per step here."""
+
+    __slots__ = ("buf", "keys", "rows", "steps", "finite_upto", "log_now", "every", "last_batch")
+
+    def __init__(self) -> None:
+        self.buf: torch.Tensor | None = None  # (capacity, 1 + k) on the device, reused across epochs
+        self.keys: list[str] = []  # names of the task's sums, columns 1..k
+        self.new_epoch(0, float("inf"))
+
+    def new_epoch(self, every: int, last_batch: float) -> None:
+        self.rows: list[int] = []  # rows of each batch (host ints)
+        self.steps: list[tuple[int, int]] = []  # (batch_idx, global_step) of each batch
+        self.finite_upto = 0  # buffer rows before this one were checked finite
+        self.log_now = False  # whether the current batch is a logging step
+        self.every, self.last_batch = every, last_batch  # trainer.log_every_n_steps, num_training_batches
+
+
 def _plain(value: Any) -> Any:
     """Tuples -> lists, recursively, so hyper-parameters are YAML- and weights_only-friendly."""
     if isinstance(value, (list, tuple)):
@@ -97,13 +116,8 @@ class ZooTask(pl.LightningModule):
         self.net = zoo.create_model(model, input_shape=net_shape, **self.net_kwargs(num_classes), **(model_kwargs or {}))
         if init is not None:
             zoo.init_weights(self.net, init)
-        # Training bookkeeping (see "lean training bookkeeping" below).
-        self._rows_at: list[int] = []  # rows of each training batch this epoch, host ints
-        self._finite_upto = 0  # buffer rows before this one were checked finite
-        self._steps_at: list[tuple[int, int]] = []  # (batch_idx, global_step) per training batch, host ints
-        self._train_buf: torch.Tensor | None = None  # (batches, 1 + len(sums)) on the device
-        self._train_keys: list[str] = []
-        self._log_step_now = False
+        # Training bookkeeping (see "lean training bookkeeping" below), kept off nn.Module's slow __setattr__.
+        self._ledger = _TrainLedger()
         self._eval_sums: dict[str, torch.Tensor] = {}  # stage -> device sum of loss x rows
         self._eval_rows: dict[str, int] = {}
 
@@ -182,61 +196,60 @@ class ZooTask(pl.LightningModule):
     train_totals: tuple[str, ...] = ()
 
     def on_train_epoch_start(self) -> None:
-        self._rows_at = []
-        self._finite_upto = 0
-        self._steps_at = []  # the buffer's rows are reused: only the first len(_steps_at) are this epoch's
+        led = self._ledger
+        led.new_epoch(self.trainer.log_every_n_steps, self.trainer.num_training_batches)
+        if led.buf is not None and led.buf.device != self.device:  # moved since the last fit
+            led.buf = None
 
     def track_train(self, batch_idx: int, loss: torch.Tensor, rows: int, sums: dict[str, torch.Tensor] | None = None) -> None:
         """Record one training batch (device work only; see the note above)."""
-        sums = sums or {}
+        led = self._ledger
         # (1 + k,): the batch's mean loss, then the task's sums; stack promotes the integer counts.
         row = torch.stack([loss.detach(), *sums.values()]) if sums else loss.detach().reshape(1)
-        i = len(self._steps_at)
-        buf = self._train_buf
+        i = len(led.steps)
+        buf = led.buf
         if buf is None or i >= buf.shape[0]:  # grow by doubling: amortised O(1), no per-step allocation
             new = torch.zeros(max(64, 2 * i), row.numel(), device=row.device)
             if buf is not None:
                 new[:i] = buf[:i]
-            self._train_buf = buf = new
-            self._train_keys = list(sums)
+            led.buf = buf = new
+            led.keys = list(sums or {})
         buf[i] = row
-        self._rows_at.append(rows)  # host ints: the loss column is weighted by them at the epoch's end
-        self._steps_at.append((batch_idx, self.global_step))
-        self._log_step_now = self._is_log_step()  # read here: global_step moves before on_train_batch_end
-        if self._log_step_now:
+        step = self.global_step  # before this batch's optimizer step
+        led.rows.append(rows)  # host ints: the loss column is weighted by them at the epoch's end
+        led.steps.append((batch_idx, step))
+        led.log_now = self._is_log_step(step)
+        if led.log_now:
             # One logging call per step at most, and only on the steps the logger writes. Not on the
             # progress bar: Lightning converts every progress-bar value with .item() after EVERY
             # batch (stale ones too), a host sync per step; the bar shows the epoch means instead.
             self.log("train/loss_step", loss.detach(), on_step=True, on_epoch=False, batch_size=rows)
 
-    def _is_log_step(self) -> bool:
-        """Whether the logger writes step metrics after this batch. Lightning writes them when
-        (batches that stepped + 1) % log_every_n_steps == 0; with one optimizer step per batch that
-        count is ``global_step`` (public), read before this batch's step. Tasks that step several
+    def _is_log_step(self, step: int) -> bool:
+        """Whether the logger writes step metrics after the batch that starts at global ``step``.
+        Lightning writes them when (batches that stepped + 1) % log_every_n_steps == 0; with one
+        optimizer step per batch that count is ``global_step`` (public). Tasks that step several
         optimizers per batch override this."""
-        if self._trainer is None:  # a step called by hand, outside fit
-            return False
-        n = self.trainer.log_every_n_steps
-        return n > 0 and (self.global_step + 1) % n == 0
+        every = self._ledger.every
+        return every > 0 and (step + 1) % every == 0
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
-        last = batch_idx + 1 >= self.trainer.num_training_batches
-        if self._log_step_now or last:  # before the epoch's validation and checkpoint on the last batch
+        led = self._ledger
+        if led.log_now or batch_idx + 1 >= led.last_batch:  # on the last batch: before validation and checkpoint
             self._check_finite_loss()
 
     def _check_finite_loss(self) -> None:
-        buf = self._train_buf
-        if buf is None or not self._steps_at:
+        led = self._ledger
+        if led.buf is None or not led.steps:
             return
-        start, end = self._finite_upto, len(self._steps_at)
-        losses = buf[start:end, 0]  # only rows not checked yet
+        start, end = led.finite_upto, len(led.steps)
+        losses = led.buf[start:end, 0]  # only rows not checked yet
         if bool(torch.isfinite(losses).all()):  # the one host read, on logging steps and epoch ends
-            self._finite_upto = end
+            led.finite_upto = end
             return
         first = start + int((~torch.isfinite(losses)).nonzero()[0, 0])
-        losses = buf[:end, 0]
-        batch_idx, step = self._steps_at[first]
-        value = float(losses[first])
+        batch_idx, step = led.steps[first]
+        value = float(led.buf[first, 0])
         raise NonFiniteLossError(
             f"train/loss is {value} at global step {step} (epoch {self.current_epoch}, batch {batch_idx}); "
             "the weights are no longer usable and nothing after it was saved: lower model.lr, clip gradients "
@@ -245,21 +258,20 @@ class ZooTask(pl.LightningModule):
         )
 
     def on_train_epoch_end(self) -> None:
-        buf = self._train_buf
-        if buf is None or not self._steps_at:
+        led = self._ledger
+        if led.buf is None or not led.steps:
             return
         self._check_finite_loss()
-        n = len(self._steps_at)
-        rows_at = torch.tensor(self._rows_at, dtype=buf.dtype, device=buf.device)  # (n,)
+        buf, n = led.buf, len(led.steps)
+        rows_at = torch.tensor(led.rows, dtype=buf.dtype, device=buf.device)  # (n,)
         sums = buf[:n].sum(0)  # (1 + k,) on the device
         sums[0] = (buf[:n, 0] * rows_at).sum()  # the loss column holds batch means: weight by rows
-        rows = rows_at.sum()
         # Exact weighted means over every rank's rows: the sums are reduced, not the per-rank means.
         sums = self.trainer.strategy.reduce(sums, reduce_op="sum")
-        rows = self.trainer.strategy.reduce(rows, reduce_op="sum")
+        rows = self.trainer.strategy.reduce(rows_at.sum(), reduce_op="sum")
         means = sums / rows
         logged = {"train/loss": means[0]}
-        logged.update({f"train/{k}": (sums if k in self.train_totals else means)[1 + j] for j, k in enumerate(self._train_keys)})
+        logged.update({f"train/{k}": (sums if k in self.train_totals else means)[1 + j] for j, k in enumerate(led.keys)})
         self.log_dict(logged, prog_bar=True, on_step=False, on_epoch=True)
 
     # Validation and test: one logging call per EPOCH (not per batch, which cost ~0.5 ms a batch in
