@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
 from lightning.pytorch import LightningDataModule
@@ -18,6 +17,7 @@ from lightning.pytorch.cli import LightningCLI
 
 import datamodules  # noqa: F401  (registers the DataModules for class_path short names)
 from zoo.tasks import ZooTask
+from zoo.tasks.distributed import PredictionWriter, run_dir
 
 
 # Generic early stopping; a task refines it with a class attribute ``early_stopping_preset``.
@@ -101,6 +101,13 @@ class ZooCLI(LightningCLI):
                 if key in ("monitor", "mode") and cfg.get(f"checkpoint.{key}") == generic:
                     cfg[f"checkpoint.{key}"] = preset[key]
 
+    def before_predict(self) -> None:
+        """``zoo predict`` writes ``predictions.pt`` (input order, once, gathered from every rank)."""
+        from lightning.pytorch.callbacks import BasePredictionWriter
+
+        if not any(isinstance(cb, BasePredictionWriter) for cb in self.trainer.callbacks):
+            self.trainer.callbacks.append(PredictionWriter())
+
     def after_fit(self) -> None:
         """Report the test metrics of the best checkpoint (the weights ModelCheckpoint kept)."""
         trainer = self.trainer
@@ -118,7 +125,7 @@ class ZooCLI(LightningCLI):
             results = trainer.test(self.model, datamodule=self.datamodule)
         if trainer.is_global_zero:
             # Machine-readable summary next to the logs, read by benchmarks/run_configs.py.
-            out = Path(trainer.log_dir or trainer.default_root_dir)
+            out = run_dir(trainer)
             out.mkdir(parents=True, exist_ok=True)
             summary = {
                 "best_checkpoint": best or None,

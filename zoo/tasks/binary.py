@@ -129,5 +129,24 @@ class PerceptronTask(BinaryClassificationTask):
         self.log("train/mistakes", wrong.sum().float(), on_step=False, on_epoch=True, reduce_fx="sum", batch_size=len(y))
         self.log("train/loss", self.loss(score, y), on_step=True, on_epoch=True, batch_size=len(y))
 
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        """Under DDP every rank trains on the GLOBAL batch (all ranks' shards, gathered).
+
+        Why: DDP keeps replicas equal by all-reducing gradients in ``backward``, and the perceptron
+        rule has no backward; each rank would otherwise update its own weights on its own shard and
+        the replicas would drift apart (rank 0 saving only its own). The rule is sequential, so it
+        cannot be split over ranks; instead every rank applies it to the same gathered batch, in the
+        same order, and the replicas stay identical. The logged counts are then global already.
+        The distributed sampler gives every rank the same number of equally sized batches, which
+        ``all_gather`` needs.
+        """
+        if self._trainer is None or not self.trainer.training or self.trainer.world_size < 2:
+            return batch
+        x, y = batch
+        # (W, N, ...) -> (N, W, ...) -> (N * W, ...): rank r's sample j lands at j * W + r, which is
+        # the single-process order when the loader does not shuffle (rank r holds rows r, r + W, ...).
+        x, y = (t.transpose(0, 1).reshape(-1, *t.shape[2:]) for t in (self.all_gather(x), self.all_gather(y)))
+        return x, y
+
     def configure_optimizers(self):
         return None  # the perceptron rule updates the weights in training_step
