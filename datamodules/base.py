@@ -299,10 +299,13 @@ class ArrayDataModule(pl.LightningDataModule):
     def _loader(self, key: str, shuffle: bool) -> DataLoader:
         if self.split_indices is None:
             raise RuntimeError(f"{type(self).__name__}.setup() must run before asking for the {key} loader")
+        from zoo.tasks.distributed import eval_sampler  # DDP: evaluation rows split over ranks without padding
+
         return DataLoader(
             self.datasets[key],
             batch_size=self.batch_size,
             shuffle=shuffle,
+            sampler=None if shuffle else eval_sampler(self.datasets[key]),
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
         )
