@@ -186,6 +186,10 @@ def main(argv: list[str] | None = None) -> None:
     if argv and argv[0] == "list":
         print_models(argv[1] if len(argv) > 1 else None)
         return
+    if argv and argv[0] == "info":  # memory estimate; zoo/memory.py imports Lightning only for a config
+        from zoo.memory import main as info_main
+
+        raise SystemExit(info_main(argv[1:]))
     if argv and argv[0] == "audit":
         code = run_audit(argv[1:])
         if code:

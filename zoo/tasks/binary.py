@@ -3,6 +3,7 @@ perceptron task, which trains by the perceptron learning rule instead of back-pr
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import torch
@@ -10,6 +11,10 @@ import torch.nn.functional as F
 import torchmetrics
 
 from .base import ZooTask
+
+# PerceptronTask overrides the module's on_after_batch_transfer on purpose (see there); Lightning
+# warns about any such override when a DataModule is passed, which would say so on every run.
+warnings.filterwarnings("ignore", message="You have overridden `on_after_batch_transfer` in `LightningModule` but have passed in")
 
 
 class BinaryClassificationTask(ZooTask):
