@@ -109,7 +109,8 @@ def runs(tmp_path_factory):
     """Every run of this module, started so that they overlap (see the module docstring):
 
     * ``ddp/``: one machine, two processes (Lightning's own launcher, ``--trainer.devices 2``):
-      ``zoo fit`` of every kind, ``zoo test`` and ``zoo predict`` from the fitted checkpoints;
+      ``zoo fit`` of every kind, ``zoo test``, ``zoo validate`` and ``zoo predict`` from the fitted
+      checkpoints;
     * ``single/``: the same fits in one process, inside pytest;
     * ``two_nodes/``: two "machines" on the loopback (``torchrun --nnodes 2 --nproc-per-node 1``
       twice, node ranks 0 and 1) resuming the ONE-process classification checkpoint for a 4th epoch.
@@ -119,7 +120,8 @@ def runs(tmp_path_factory):
     ddp.mkdir()
     ddp_runs = [{"name": kind, "argv": _argv("fit", kind, ddp / kind, *DDP)} for kind in KINDS]
     ckpt = lambda kind: str(ddp / kind / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt")  # noqa: E731
-    ddp_runs.append({"name": "test", "argv": _argv("test", "classification", ddp / "test", *DDP, "--ckpt_path", ckpt("classification"))})
+    for cmd in ("test", "validate"):
+        ddp_runs.append({"name": cmd, "argv": _argv(cmd, "classification", ddp / cmd, *DDP, "--ckpt_path", ckpt("classification"))})
     ddp_runs += [{"name": f"predict_{kind}", "argv": _argv("predict", kind, ddp / f"predict_{kind}", *DDP, "--ckpt_path", ckpt(kind))}
                  for kind in KINDS]
     procs = [_driver(ddp_runs, ddp / "spec.json", [sys.executable], {"MASTER_PORT": str(_free_port())})]
@@ -177,6 +179,12 @@ def test_zoo_test_under_ddp_writes_once_and_counts_every_test_row_once(runs):
     # synchronised over ranks, and not padded: all 360 test rows, each once
     assert sum(int(c) for r in cm_path.read_text().splitlines()[1:] for c in r.split(",")[1:]) == 360
     assert not _files(run, "last.ckpt")  # testing writes no checkpoint
+
+
+def test_zoo_validate_under_ddp_runs_and_writes_one_log(runs):
+    run = runs / "ddp" / "validate"
+    assert len(_files(run, "config.yaml")) == 1 and len(_files(run, "events.out.tfevents.*")) == 1
+    assert not _files(run, "*.ckpt") and not _files(run, "test_*")
 
 
 @pytest.mark.parametrize("kind", list(KINDS))
