@@ -17,7 +17,6 @@ from lightning.pytorch.cli import LightningCLI
 
 import datamodules  # noqa: F401  (registers the DataModules for class_path short names)
 from zoo.tasks import ZooTask
-from zoo.tasks.distributed import PredictionWriter, run_dir
 
 
 # Generic early stopping; a task refines it with a class attribute ``early_stopping_preset``.
@@ -105,6 +104,8 @@ class ZooCLI(LightningCLI):
         """``zoo predict`` writes ``predictions.pt`` (input order, once, gathered from every rank)."""
         from lightning.pytorch.callbacks import BasePredictionWriter
 
+        from zoo.tasks.distributed import PredictionWriter
+
         if not any(isinstance(cb, BasePredictionWriter) for cb in self.trainer.callbacks):
             self.trainer.callbacks.append(PredictionWriter())
 
@@ -125,6 +126,8 @@ class ZooCLI(LightningCLI):
             results = trainer.test(self.model, datamodule=self.datamodule)
         if trainer.is_global_zero:
             # Machine-readable summary next to the logs, read by benchmarks/run_configs.py.
+            from zoo.tasks.distributed import run_dir  # reads rank 0's folder without a collective
+
             out = run_dir(trainer)
             out.mkdir(parents=True, exist_ok=True)
             summary = {

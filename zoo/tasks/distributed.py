@@ -118,7 +118,7 @@ class PredictionWriter(BasePredictionWriter):
         index = torch.tensor([i for s in shards for i in s[0]], dtype=torch.long)
         out = _concat([s[1] for s in shards])
         order = torch.argsort(index)
-        # Batches without indices (an iterable loader) keep the gathered order; say so rather than guess.
+        # A loader without sample indices (an IterableDataset) cannot be put back in order: say so, not guess.
         if len(index) != len(_first_tensor(out)):
             raise RuntimeError(
                 "PredictionWriter: the predict loader reported no sample indices (an IterableDataset?); "
