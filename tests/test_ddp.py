@@ -164,8 +164,8 @@ def test_two_processes_write_one_set_of_files_and_match_one_process(kind, runs, 
     r0, r1 = torch.load(run / f"rank0_{kind}.pt"), torch.load(run / f"rank1_{kind}.pt")
     assert _rel_dist(r0, r1) == 0.0
     if kind == "perceptron":
-        # The perceptron rule is sequential and the training loader shuffles, and a shuffled order
-        # differs between one and two processes, so its weights are compared between ranks only.
+        # The rule is sequential and the loader shuffles (differently in one process), so the
+        # reference is the rule replayed here in the two-process order; see the test below.
         return
     # ... and equal the one-process weights at the same global batch
     w1, w2 = _weights(_last_ckpt(single)), _weights(_last_ckpt(run))
@@ -219,3 +219,27 @@ def test_checkpoints_resume_across_process_counts_and_two_nodes_on_the_loopback(
     assert (two_to_one["epoch"], two_to_one["global_step"]) == (3, 4)
     w0 = _initial("classification", tmp_path / "init")
     assert _rel_dist(one_to_two["state_dict"], two_to_one["state_dict"], w0) < UPDATE_RTOL
+
+
+def test_two_process_perceptron_applies_the_rule_to_every_training_row_in_the_global_order(runs, tmp_path):
+    """The two-process perceptron equals the rule replayed over ALL training rows in the order the
+    two ranks hold them together: Lightning's DistributedSampler draws ``randperm(n)`` seeded with
+    ``seed + epoch``, repeats its head to an even length and deals it out alternately, and the
+    gathered batch interleaves the ranks back into that permutation. (Without the gather each rank
+    would learn from its own half only.)"""
+    from zoo.layers import InputTransform
+    from zoo.tasks.base import _plain
+
+    c = cli.ZooCLI(args=_argv("fit", "perceptron", tmp_path)[1:], run=False)
+    dm, net = c.datamodule, c.model.net
+    dm.setup("fit")
+    x, y = dm.datasets["train"].tensors
+    pre = InputTransform(_plain(dm.preprocessing))
+    for epoch in range(2):  # the config's max_epochs override in KINDS
+        order = torch.randperm(len(x), generator=torch.Generator().manual_seed(0 + epoch)).tolist()
+        order += order[: len(order) % 2]  # padded to a multiple of the two ranks
+        with torch.no_grad():
+            net.perceptron_update(pre(x[order]), y[order], lr=c.model.hparams.lr)
+    got = _weights(_last_ckpt(runs / "ddp" / "perceptron"))
+    for k, v in net.state_dict().items():
+        torch.testing.assert_close(got[f"net.{k}"], v, rtol=0, atol=1e-6)
