@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
 from lightning.pytorch import LightningDataModule
@@ -101,6 +100,15 @@ class ZooCLI(LightningCLI):
                 if key in ("monitor", "mode") and cfg.get(f"checkpoint.{key}") == generic:
                     cfg[f"checkpoint.{key}"] = preset[key]
 
+    def before_predict(self) -> None:
+        """``zoo predict`` writes ``predictions.pt`` (input order, once, gathered from every rank)."""
+        from lightning.pytorch.callbacks import BasePredictionWriter
+
+        from zoo.tasks.distributed import PredictionWriter
+
+        if not any(isinstance(cb, BasePredictionWriter) for cb in self.trainer.callbacks):
+            self.trainer.callbacks.append(PredictionWriter())
+
     def after_fit(self) -> None:
         """Report the test metrics of the best checkpoint (the weights ModelCheckpoint kept)."""
         trainer = self.trainer
@@ -118,7 +126,9 @@ class ZooCLI(LightningCLI):
             results = trainer.test(self.model, datamodule=self.datamodule)
         if trainer.is_global_zero:
             # Machine-readable summary next to the logs, read by benchmarks/run_configs.py.
-            out = Path(trainer.log_dir or trainer.default_root_dir)
+            from zoo.tasks.distributed import run_dir  # reads rank 0's folder without a collective
+
+            out = run_dir(trainer)
             out.mkdir(parents=True, exist_ok=True)
             summary = {
                 "best_checkpoint": best or None,
@@ -212,7 +222,11 @@ def main(argv: list[str] | None = None) -> None:
     from zoo._quiet import quiet_dependency_noise  # imports torch: after `zoo list`, which needs none
 
     quiet_dependency_noise()
-    if argv and argv[0] == "audit":
+    if argv[0] == "info":  # memory estimate; zoo/memory.py imports Lightning only for a config
+        from zoo.memory import main as info_main
+
+        raise SystemExit(info_main(argv[1:]))
+    if argv[0] == "audit":
         code = run_audit(argv[1:])
         if code:
             raise SystemExit(code)

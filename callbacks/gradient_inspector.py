@@ -63,6 +63,8 @@ import torch
 import torch.nn as nn
 from lightning.pytorch.callbacks import Callback
 
+from zoo.tasks.distributed import run_dir
+
 from ._images import send_image
 from .flow_picture import render_gradient_flow, save_png
 
@@ -449,7 +451,7 @@ class GradientInspector(Callback):
         means = [flow[n][0] / max(flow[n][2], 1) for n in names]
         maxes = [flow[n][1] for n in names]
         img = render_gradient_flow(names, means, maxes, f"Gradient flow, epoch {trainer.current_epoch} (layers in forward order)")
-        out = Path(trainer.log_dir or trainer.default_root_dir) / "gradient_flow"
+        out = run_dir(trainer) / "gradient_flow"
         out.mkdir(parents=True, exist_ok=True)
         path = out / f"epoch_{trainer.current_epoch:03d}.png"
         save_png(img, path)

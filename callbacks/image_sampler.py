@@ -21,6 +21,8 @@ from pathlib import Path
 import torch
 from lightning.pytorch.callbacks import Callback
 
+from zoo.tasks.distributed import run_dir
+
 from ._images import send_image
 
 MODES = ("generate", "reconstruct")
@@ -111,7 +113,7 @@ class ImageSampler(Callback):
         # reconstruct: n originals then n reconstructions, so each reconstruction sits under its original
         nrow = self.nrow if self.mode == "generate" else min(self.n, self.nrow)
         grid = make_grid(imgs, nrow=nrow, normalize=self.normalize, pad_value=1.0)  # (3, H', W')
-        out = Path(trainer.log_dir or trainer.default_root_dir) / "samples"
+        out = run_dir(trainer) / "samples"
         out.mkdir(parents=True, exist_ok=True)
         path = out / f"epoch_{trainer.current_epoch:03d}.png"
         save_image(grid, path)

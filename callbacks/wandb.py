@@ -30,6 +30,8 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import CSVLogger, WandbLogger
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
+from zoo.tasks.distributed import run_dir
+
 
 def wandb_api_key_available() -> bool:
     """True when wandb would find an API key (environment or ``~/.netrc``), without any network call."""
@@ -237,7 +239,7 @@ class WandbExtras(Callback):
         cm = cm.cpu()
         cols = ["true\\pred", *map(str, range(cm.shape[1]))]
         data = [[str(i), *map(int, r.tolist())] for i, r in enumerate(cm)]
-        png = Path(trainer.log_dir or trainer.default_root_dir) / "test_confusion_matrix.png"
+        png = run_dir(trainer) / "test_confusion_matrix.png"
         for lg in loggers:
             lg.log_table(key="test/confusion_matrix", columns=cols, data=data)
             if png.exists():  # the picture ClassificationTask saved

@@ -359,6 +359,8 @@ class ArrayDataModule(pl.LightningDataModule):
     def _loader(self, key: str, shuffle: bool) -> DataLoader:
         if self.split_indices is None:
             raise RuntimeError(f"{type(self).__name__}.setup() must run before asking for the {key} loader")
+        from zoo.tasks.distributed import eval_sampler  # DDP: evaluation rows split over ranks without padding
+
         dataset = self.datasets[key]
         device = self._resident_device(dataset)
         if device is not None:  # moved once per split and device, then reused every epoch
@@ -371,6 +373,7 @@ class ArrayDataModule(pl.LightningDataModule):
             dataset,
             batch_size=self.batch_size,
             shuffle=shuffle,
+            sampler=None if shuffle else eval_sampler(dataset),
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             collate_fn=passthrough if batched else None,

@@ -3,7 +3,7 @@
 A plain `zoo fit` prints the progress bar, the model summary and the results; tips advertising a
 service and deprecation notices about code the user did not write are not the user's business. Each
 filter matches one message (and its category or logger), so anything else still gets through. These
-are installed by `cli.main` only: importing the zoo from Python changes no warning or logging state.
+are installed by `cli.main` only, so a Python user's own warning and logging settings stay theirs.
 """
 
 from __future__ import annotations

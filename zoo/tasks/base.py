@@ -289,14 +289,17 @@ class ZooTask(pl.LightningModule):
     def _log_eval_epoch(self, stage: str) -> None:
         total = self._eval_sums.pop(stage, None)
         rows = self._eval_rows.pop(stage, 0)
-        metrics = getattr(self, f"{stage}_metrics", None)
-        if total is None:
-            return
+        if total is None:  # this rank had no batch (DDP shards may differ): still join the reduction
+            total = torch.zeros((), device=self.device)
         strategy = self.trainer.strategy
-        mean = strategy.reduce(total, reduce_op="sum") / strategy.reduce(torch.tensor(float(rows), device=total.device), reduce_op="sum")
-        logged = {f"{stage}/loss": mean}
+        total = strategy.reduce(total, reduce_op="sum")
+        rows = strategy.reduce(torch.tensor(float(rows), device=total.device), reduce_op="sum")
+        if float(rows) == 0:  # no batch on any rank: nothing to log (the same answer on every rank)
+            return
+        logged = {f"{stage}/loss": total / rows}
+        metrics = getattr(self, f"{stage}_metrics", None)
         if metrics is not None:
-            logged.update(metrics.compute())
+            logged.update(metrics.compute())  # torchmetrics syncs its state across ranks here
             metrics.reset()
         # Values are already global; sync_dist only keeps Lightning from warning under DDP.
         self.log_dict(logged, prog_bar=stage == "val", on_step=False, on_epoch=True, sync_dist=True)

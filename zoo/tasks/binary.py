@@ -3,6 +3,7 @@ perceptron task, which trains by the perceptron learning rule instead of back-pr
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import torch
@@ -10,6 +11,10 @@ import torch.nn.functional as F
 import torchmetrics
 
 from .base import ZooTask
+
+# PerceptronTask overrides the module's on_after_batch_transfer on purpose (see there); Lightning
+# warns about any such override when a DataModule is passed, which would say so on every run.
+warnings.filterwarnings("ignore", message="You have overridden `on_after_batch_transfer` in `LightningModule` but have passed in")
 
 
 class BinaryClassificationTask(ZooTask):
@@ -128,6 +133,25 @@ class PerceptronTask(BinaryClassificationTask):
         # Device counts only (no host sync): train/acc = right before the update / rows, and
         # train/mistakes = updates in the epoch (a total, see train_totals); ZooTask logs both per epoch.
         self.track_train(batch_idx, self.loss(score, y), len(y), {"acc": (~wrong).sum(), "mistakes": wrong.sum()})
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        """Under DDP every rank trains on the GLOBAL batch (all ranks' shards, gathered).
+
+        Why: DDP keeps replicas equal by all-reducing gradients in ``backward``, and the perceptron
+        rule has no backward; each rank would otherwise update its own weights on its own shard and
+        the replicas would drift apart (rank 0 saving only its own). The rule is sequential, so it
+        cannot be split over ranks; instead every rank applies it to the same gathered batch, in the
+        same order, and the replicas stay identical. The logged counts are then global already.
+        The distributed sampler gives every rank the same number of equally sized batches, which
+        ``all_gather`` needs.
+        """
+        if self._trainer is None or not self.trainer.training or self.trainer.world_size < 2:
+            return batch
+        x, y = batch
+        # (W, N, ...) -> (N, W, ...) -> (N * W, ...): rank r's sample j lands at j * W + r, which is
+        # the single-process order when the loader does not shuffle (rank r holds rows r, r + W, ...).
+        x, y = (t.transpose(0, 1).reshape(-1, *t.shape[2:]) for t in (self.all_gather(x), self.all_gather(y)))
+        return x, y
 
     def configure_optimizers(self):
         return None  # the perceptron rule updates the weights in training_step

@@ -3,7 +3,6 @@ Inception Architecture"), accuracy and macro-F1 from torchmetrics, a confusion m
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -12,6 +11,7 @@ import torchmetrics
 from torchmetrics.classification import MulticlassConfusionMatrix
 
 from .base import ZooTask
+from .distributed import run_dir
 
 
 class ClassificationTask(ZooTask):
@@ -83,7 +83,7 @@ class ClassificationTask(ZooTask):
             self._save_confusion_matrix(cm)
 
     def _save_confusion_matrix(self, cm: torch.Tensor) -> None:
-        out = Path(self.trainer.log_dir or self.trainer.default_root_dir)
+        out = run_dir(self.trainer)
         out.mkdir(parents=True, exist_ok=True)
         rows = [",".join(["true\\pred", *map(str, range(cm.shape[1]))])]
         rows += [",".join([str(i), *map(str, r.tolist())]) for i, r in enumerate(cm)]
