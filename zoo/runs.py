@@ -1,0 +1,111 @@
+"""What the ``zoo`` command checks once model, data and trainer exist, before anything runs.
+
+* ``align_shared_hparams``: the CLI links ``num_classes``/``input_shape`` from the DataModule into the
+  model, so both sides' ``save_hyperparameters`` may hold a key. Lightning refuses to log two
+  different values of one key (``Error while merging hparams: the keys ['num_classes'] are present in
+  both ...``), and a DataModule's argument left at ``None`` ("from the data") differs from the number
+  the model received. Where the DataModule's resolved attribute equals the model's value, the
+  DataModule's hyper-parameter is set to that value; a real disagreement is a one-line error.
+* ``claim_run_dir``: a run never writes over an earlier run's files. With ``--trainer.logger false``
+  (or ``fast_dev_run``, whose logger writes nothing) Lightning writes ``config.yaml``, ``test_metrics.json`` and the checkpoints straight into
+  ``default_root_dir`` (every run the same place), so the run gets a fresh
+  ``<default_root_dir>/lightning_logs/version_N`` (the numbering Lightning's loggers use). A logger
+  with a pinned ``version`` whose folder already holds files is refused unless the run resumes it
+  (``--ckpt_path``).
+
+This module imports Lightning lazily: ``zoo``'s architectures stay importable without it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+# Rank 0 records the fresh folder of a logger-less run here; processes Lightning's launcher starts
+# for the other ranks inherit the environment and so write into the same folder.
+RUN_DIR_ENV = "ZOO_RUN_DIR"
+
+
+class RunExistsError(FileExistsError):
+    """A pinned logger version already holds a run, and the command does not resume it."""
+
+
+def _launched_child() -> bool:
+    # Lightning's subprocess launcher sets LOCAL_RANK for the processes it starts (ranks > 0 on a node).
+    return int(os.environ.get("LOCAL_RANK", "0") or 0) > 0
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    try:
+        return bool(a == b)
+    except Exception:  # arrays, tensors: not comparable as one bool
+        return False
+
+
+def align_shared_hparams(model: Any, datamodule: Any) -> None:
+    """Make the DataModule's copy of a hyper-parameter the model also holds identical to the model's
+    when the DataModule's resolved attribute (``dm.num_classes``, ...) is that same value; raise a
+    one-line ``ValueError`` when the two really disagree (see the module docstring)."""
+    mh, dh = getattr(model, "_hparams_initial", None), getattr(datamodule, "_hparams_initial", None)
+    if not mh or not dh:
+        return
+    for key in sorted((set(mh) & set(dh)) - {"_class_path"}):
+        mv, dv = mh[key], dh[key]
+        if type(mv) is type(dv) and _same(mv, dv):
+            continue  # Lightning's merge compares type and value
+        resolved = getattr(datamodule, key, dv)
+        # One value written twice (a list on one side, a tuple on the other), or None ("from the
+        # data") on the DataModule's side and the very value the model got through the link.
+        if _same(dv, mv) or (dv is None and _same(resolved, mv)):
+            datamodule._hparams_initial[key] = mv  # what the loggers get; the saved config keeps the user's value
+            continue
+        given = f"the data gives {key}={resolved!r}" if dv is None else f"data.{key}={dv!r}"
+        raise ValueError(
+            f"model.{key}={mv!r} but {given}; the model and the data must agree: drop model.{key} from the "
+            f"config (the CLI links it from the data) or fix data.init_args.{key}"
+        )
+
+
+def _next_version(root: Path) -> int:
+    found = [int(m.group(1)) for p in root.glob("version_*") if (m := re.fullmatch(r"version_(\d+)", p.name))]
+    return max(found, default=-1) + 1
+
+
+def claim_run_dir(trainer: Any, ckpt_path: str | None) -> Path | None:
+    """Give this run a folder no earlier run wrote into (see the module docstring); returns it, or
+    ``None`` where the logger picks a fresh folder itself. Raises ``RunExistsError`` (one line) for a
+    pinned logger version that already holds files, unless ``ckpt_path`` resumes a run."""
+    from lightning.pytorch.loggers.logger import DummyLogger
+
+    # No logger, or fast_dev_run's DummyLogger: Trainer.log_dir is then default_root_dir itself.
+    if all(isinstance(lg, DummyLogger) for lg in trainer.loggers):
+        if _launched_child() and os.environ.get(RUN_DIR_ENV):
+            run_dir = Path(os.environ[RUN_DIR_ENV])
+        else:
+            root = Path(trainer.default_root_dir) / "lightning_logs"
+            run_dir = root / f"version_{_next_version(root)}"
+            os.environ[RUN_DIR_ENV] = str(run_dir)
+        # Trainer.log_dir is default_root_dir when there is no logger: config.yaml, the checkpoints
+        # (ModelCheckpoint resolves its folder at fit start) and test_metrics.json follow it.
+        trainer._default_root_dir = str(run_dir)
+        return run_dir
+    if _launched_child():
+        return None  # rank 0 made the check; its folder may exist by now
+    for logger in trainer.loggers:
+        pinned = getattr(logger, "_version", None)
+        log_dir = getattr(logger, "log_dir", None)
+        if pinned is None or not log_dir or not Path(log_dir).is_dir() or not any(Path(log_dir).iterdir()):
+            continue
+        if ckpt_path:
+            continue  # resuming: the run goes on in its own folder
+        files = sorted(p.name for p in Path(log_dir).iterdir())
+        raise RunExistsError(
+            f"trainer.logger version {pinned!r}: {log_dir} already holds a run ({', '.join(files[:4])}"
+            f"{', ...' if len(files) > 4 else ''}); leave the version unset for a fresh folder, pick an unused one, "
+            "or resume that run with --ckpt_path"
+        )
+    return None
