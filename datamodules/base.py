@@ -197,6 +197,12 @@ class ArrayDataModule(pl.LightningDataModule):
         """Seeded train/val/test indices; they depend only on ``y``, the groups, the times, the sizes,
         the fold and the seed (never on feature values or the global RNG)."""
         strat = self.strategy
+        try:
+            return self._make_split(strat, y, groups, times)
+        except ValueError as e:  # too few rows or classes: say which data set
+            raise ValueError(f"{getattr(self, 'path', None) or type(self).__name__}: {e}") from None
+
+    def _make_split(self, strat: str, y, groups, times) -> dict[str, np.ndarray]:
         return make_split(
             len(y),
             strategy=strat,
@@ -210,6 +216,7 @@ class ArrayDataModule(pl.LightningDataModule):
             n_folds=self.n_folds,
             fold=self.fold,
             test_index=self.official_test_index(),
+            class_names=getattr(self, "classes", None),
         )
 
     @property

@@ -243,9 +243,11 @@ class CSVDataModule(ArrayDataModule):
     def _train_rows(self) -> np.ndarray:
         """Training rows of the seeded split (a function of the labels, groups and times only)."""
         if self._train is None:
-            y = self._labels()[0] if self.task_type == "classification" else self._floats(self.target)
             if self.task_type == "classification":
+                y, self.classes = self._labels()
                 self._check_label_range(y)
+            else:
+                y = self._floats(self.target)
             self._train = self.split(y, self.load_groups(), self.load_times())["train"]
         return self._train
 

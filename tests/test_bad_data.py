@@ -147,3 +147,104 @@ def test_timeseries_csv_nonfinite_refused_or_windows_dropped(tmp_path):
     with pytest.warns(UserWarning, match=r"dropped 22 windows touching the 2 NaN or inf values"):
         dm.setup()
     assert np.isfinite(dm.raw_x).all() and np.isfinite(dm.raw_y).all() and np.isfinite(dm.scaler.mean_).all()
+
+
+# --------------------------------------------------------------------------- the 16 bad inputs
+# Each raises, before any training step, an exception whose message is one line naming the value.
+
+
+def _csv_text(tmp_path, text: str, name: str = "t.csv") -> str:
+    p = tmp_path / name
+    p.write_text(text)
+    return str(p)
+
+
+def _edited_csv(tmp_path, line: int, column: str, value: str, regression: bool = False) -> str:
+    path = write_csv(tmp_path / "base.csv", n=60, regression=regression)
+    return str(_edit(path, line, column, value, tmp_path / "bad.csv"))
+
+
+def _nan_inputs(tmp_path):
+    x, y = _regression()
+    x[3, 2] = np.nan
+    InMemoryDataModule(x, y, task="regression").setup()
+
+
+def _corrupt_image(tmp_path):
+    from datamodules import ImageFolderDataModule
+    from tests._data_factories import write_image_folder
+
+    root = write_image_folder(tmp_path / "imgs", per_class=4)
+    (root / "cat" / "broken.png").write_bytes(b"not a png at all")
+    ImageFolderDataModule(str(root), image_size=8).setup()
+
+
+def _empty_class_folder(tmp_path):
+    from datamodules import ImageFolderDataModule
+    from tests._data_factories import write_image_folder
+
+    root = write_image_folder(tmp_path / "imgs", per_class=4)
+    (root / "zebra").mkdir()
+    ImageFolderDataModule(str(root), image_size=8)
+
+
+def _checkpoint_of_other_shape(tmp_path):
+    import torch
+
+    from zoo.runs import check_checkpoint_fits
+    from zoo.tasks import ClassificationTask
+
+    small = ClassificationTask(model="mlp", num_classes=10, input_shape=[1, 8, 8])
+    path = tmp_path / "digits.ckpt"
+    torch.save({"state_dict": small.state_dict(), "hyper_parameters": dict(small.hparams)}, path)
+    check_checkpoint_fits(ClassificationTask(model="mlp", num_classes=10, input_shape=[1, 28, 28]), str(path))
+
+
+def _wrong_model_name(tmp_path):
+    from zoo.tasks import ClassificationTask
+
+    ClassificationTask(model="lenet6", num_classes=10, input_shape=[1, 8, 8])
+
+
+def _one_sample_class(tmp_path):
+    CSVDataModule(_edited_csv(tmp_path, 6, "label", "9"), target="label")
+
+
+def _missing_image_root(tmp_path):
+    from datamodules import ImageFolderDataModule
+
+    ImageFolderDataModule(str(tmp_path / "no_photos"))
+
+
+BAD_INPUTS = {
+    # name: (make it fail, exception type, a value the message must name)
+    "nan_in_inputs": (_nan_inputs, ValueError, "rows [3]"),
+    "missing_target_column": (lambda t: CSVDataModule(str(write_csv(t / "t.csv", n=30)), target="price"), KeyError, "'price'"),
+    "empty_file": (lambda t: CSVDataModule(_csv_text(t, ""), target="label"), ValueError, "is empty"),
+    "header_only": (lambda t: CSVDataModule(_csv_text(t, "a,b,label\n"), target="label"), ValueError, "no data rows"),
+    "one_row_csv": (lambda t: CSVDataModule(_csv_text(t, "a,b,label\n1,2,0\n"), target="label"), ValueError, "1 row"),
+    "class_with_one_sample": (_one_sample_class, ValueError, "class '9' has 1 row"),
+    "corrupt_image": (_corrupt_image, ValueError, "broken.png"),
+    "empty_class_folder": (_empty_class_folder, ValueError, "zebra"),
+    "28x28_into_8x8_checkpoint": (_checkpoint_of_other_shape, ValueError, "input_shape=[1, 8, 8] (this run: [1, 28, 28])"),
+    "wrong_model_name": (_wrong_model_name, KeyError, "'lenet6'"),
+    "missing_csv_file": (lambda t: CSVDataModule(str(t / "nope.csv"), target="label"), FileNotFoundError, "nope.csv"),
+    "text_in_numeric_column": (lambda t: CSVDataModule(_edited_csv(t, 9, "income", "12.5k"), target="label"), ValueError, "line 9: '12.5k'"),
+    "inf_in_regression_target": (
+        lambda t: CSVDataModule(_edited_csv(t, 9, "label", "inf", regression=True), target="label", task="regression"),
+        ValueError, "line 9: 'inf'",
+    ),
+    "label_out_of_range": (lambda t: CSVDataModule(_edited_csv(t, 10, "label", "7"), target="label", num_classes=3), ValueError, "have [7]"),
+    "missing_value": (lambda t: CSVDataModule(_edited_csv(t, 5, "age", "NA"), target="label"), ValueError, "lines [5]"),
+    "missing_image_folder": (_missing_image_root, FileNotFoundError, "no_photos"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_input_is_one_line_naming_the_value(tmp_path, case):
+    make, exc, value = BAD_INPUTS[case]
+    with pytest.raises(exc) as e:
+        make(tmp_path)
+    msg = str(e.value)
+    assert "\n" not in msg.strip(), msg
+    assert value in msg, msg

@@ -70,6 +70,52 @@ def align_shared_hparams(model: Any, datamodule: Any) -> None:
         )
 
 
+# Hyper-parameters that usually decide the shapes of the weights, named when the shapes differ.
+SHAPE_HPARAMS = ("model", "input_shape", "num_classes", "model_kwargs")
+
+
+def check_checkpoint_fits(model: Any, ckpt_path: str | None) -> None:
+    """Refuse, in one line and before anything runs, a checkpoint whose architecture or data shape
+    differs from the model this command built (torch's own message is a multi-line "size mismatch
+    for net.features.1.0.weight" raised mid-run)."""
+    if not ckpt_path or not Path(ckpt_path).is_file():
+        return  # "best"/"last" or a missing file: Lightning resolves or reports those
+    import torch
+
+    try:
+        # mmap: only the small hyper-parameter dict is read, not every weight
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:
+        return  # unreadable files are reported where the checkpoint is loaded
+    weights = ckpt.get("state_dict") or {}
+    mine = model.state_dict()
+    clash = [k for k, v in weights.items() if k in mine and tuple(v.shape) != tuple(mine[k].shape)]
+    clash += [k for k in mine if k not in weights] if weights else []
+    if not clash:
+        return  # the weights fit (other settings, e.g. dropout, may differ freely)
+    saved, ours = ckpt.get("hyper_parameters") or {}, getattr(model, "hparams", {})
+    diff = [
+        f"{k}={_plain(saved[k])!r} (this run: {_plain(ours[k])!r})"
+        for k in SHAPE_HPARAMS if k in saved and k in ours and not _same(_plain(saved[k]), _plain(ours[k]))
+    ]
+    k = clash[0]
+    what = "; ".join(diff) if diff else (
+        f"{k} of shape {tuple(weights[k].shape)} (this run: {tuple(mine[k].shape)})" if k in weights else f"no weight {k}"
+    )
+    raise ValueError(
+        f"--ckpt_path {ckpt_path}: the checkpoint's weights do not fit this run's model: it was trained with {what}; "
+        "use the data and model settings of the checkpoint's run (its config.yaml), or train a new model for this data"
+    )
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, tuple):
+        return [_plain(x) for x in v]
+    if isinstance(v, dict):
+        return {k: _plain(x) for k, x in v.items()}
+    return v
+
+
 def _next_version(root: Path) -> int:
     found = [int(m.group(1)) for p in root.glob("version_*") if (m := re.fullmatch(r"version_(\d+)", p.name))]
     return max(found, default=-1) + 1
