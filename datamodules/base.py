@@ -42,9 +42,11 @@ def _sha256(*arrays: np.ndarray) -> str:
 def _nonfinite_rows(a: np.ndarray) -> np.ndarray:
     """Rows of ``a`` holding NaN or inf (integer arrays, e.g. uint8 images, hold none)."""
     if not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.complexfloating)):
-        if a.dtype == object:  # lists of Python numbers
-            a = a.astype(np.float64)
-        else:
+        try:  # object arrays of Python numbers; anything else (ints, strings) holds no NaN
+            a = a.astype(np.float64) if a.dtype == object else None
+        except (TypeError, ValueError):
+            a = None
+        if a is None:
             return np.zeros(0, dtype=np.int64)
     return np.flatnonzero(~np.isfinite(a.reshape(len(a), -1)).all(axis=1))
 
@@ -280,14 +282,14 @@ class ArrayDataModule(pl.LightningDataModule):
             )
             y = y[keep]
         if self.task_type == "classification":
+            ok = np.flatnonzero(keep) if keep is not None else np.arange(len(y))  # rows as loaded
             if np.issubdtype(y.dtype, np.floating):
                 frac = np.flatnonzero(y != np.round(y))
                 if len(frac):
                     raise ValueError(
-                        f"{name}: class labels must be whole numbers; rows {frac[:10].tolist()} have "
+                        f"{name}: class labels must be whole numbers; rows {ok[frac[:10]].tolist()} have "
                         f"{y[frac[:10]].tolist()} (use task='regression' for continuous targets)"
                     )
-            ok = np.flatnonzero(keep) if keep is not None else np.arange(len(y))
             bad = np.flatnonzero((y < 0) | (y >= self.num_classes))
             if len(bad):
                 raise ValueError(
