@@ -57,6 +57,10 @@ class ColumnError(KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+class _LabelError(ValueError):
+    """Bad numeric class labels (not caught as 'these labels are strings')."""
+
+
 def _is_number(v: str) -> bool:
     try:
         float(v)
@@ -320,10 +324,22 @@ class CSVDataModule(ArrayDataModule):
         self._missing(col)
         raw = self.table()[col]
         try:
-            ints = np.array([int(float(s)) for s in raw])
+            nums = np.array([float(s) for s in raw])
+            # Numeric labels must be whole and finite: int() would turn 1.5 into class 1 and fail
+            # with OverflowError on inf.
+            bad = np.flatnonzero(~np.isfinite(nums) | (nums != np.round(nums)))
+            if len(bad):
+                raise _LabelError(
+                    f"{self.path}: column {col!r} holds class labels, but {len(bad)} are not whole numbers "
+                    f"({', '.join(f'line {n}: {raw[i]!r}' for n, i in zip(self._line(bad[:10]), bad[:10]))}); "
+                    "fix them, or set data.task: regression for a continuous target"
+                )
+            ints = nums.astype(np.int64)
             if self._num_classes is not None or (ints.min() >= 0 and len(np.unique(ints)) == ints.max() + 1):
                 k = self._num_classes if self._num_classes is not None else int(ints.max()) + 1
                 return ints, [str(i) for i in range(k)]
+        except _LabelError:
+            raise
         except ValueError:
             if self._num_classes is not None:
                 bad = [i for i, s in enumerate(raw) if not s.lstrip("-").isdigit()]

@@ -248,3 +248,10 @@ def test_bad_input_is_one_line_naming_the_value(tmp_path, case):
     msg = str(e.value)
     assert "\n" not in msg.strip(), msg
     assert value in msg, msg
+
+
+@pytest.mark.parametrize("value", ["inf", "1.5"])
+def test_numeric_class_labels_must_be_whole_and_finite(tmp_path, value):
+    bad = _edited_csv(tmp_path, 7, "label", value)
+    with pytest.raises(ValueError, match=rf"column 'label' holds class labels, but 1 are not whole numbers \(line 7: '{value}'\)"):
+        CSVDataModule(bad, target="label")
