@@ -113,7 +113,7 @@ class ZooCLI(LightningCLI):
         cfg = self.config.get(self.subcommand) if self.subcommand else None
         ckpt_path = cfg.get("ckpt_path") if cfg is not None else None
         runs.check_checkpoint_fits(self.model, ckpt_path)
-        runs.claim_run_dir(self.trainer, ckpt_path)
+        runs.claim_run_dir(self.trainer, ckpt_path, fit=self.subcommand in (None, "fit"))
 
     def after_fit(self) -> None:
         """Report the test metrics of the best checkpoint (the weights ModelCheckpoint kept)."""

@@ -60,6 +60,17 @@ def test_image_folder_config_needs_no_num_classes_or_input_shape(tmp_path):
     assert cli.model.hparams.num_classes == 3 and list(cli.model.hparams.input_shape) == [3, 8, 8]
 
 
+def test_a_checkpoint_folder_holding_checkpoints_is_refused(tmp_path):
+    folder = tmp_path / "ckpts"
+    args = ["fit", *_csv_args(tmp_path), "--trainer.logger", "false", "--checkpoint.dirpath", str(folder)]
+    ZooCLI(args=args)
+    before = _digest(folder)
+    assert "last.ckpt" in before
+    with pytest.raises(RunExistsError, match=r"checkpoint.dirpath .*ckpts' already holds checkpoints of a run \(best-epoch=00.ckpt, last.ckpt\)"):
+        ZooCLI(args=args)
+    assert _digest(folder) == before
+
+
 @pytest.mark.parametrize("logger", ["false", "pinned"])
 def test_a_second_run_never_changes_the_first_runs_files(tmp_path, logger):
     extra = ["--trainer.logger", "false"] if logger == "false" else [

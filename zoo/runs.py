@@ -10,8 +10,8 @@
   (or ``fast_dev_run``, whose logger writes nothing) Lightning writes ``config.yaml``, ``test_metrics.json`` and the checkpoints straight into
   ``default_root_dir`` (every run the same place), so the run gets a fresh
   ``<default_root_dir>/lightning_logs/version_N`` (the numbering Lightning's loggers use). A logger
-  with a pinned ``version`` whose folder already holds files is refused unless the run resumes it
-  (``--ckpt_path``).
+  with a pinned ``version`` whose folder already holds files, or a ``checkpoint.dirpath`` that holds
+  checkpoints, is refused unless the run resumes it (``--ckpt_path``).
 
 This module imports Lightning lazily: ``zoo``'s architectures stay importable without it.
 """
@@ -121,12 +121,14 @@ def _next_version(root: Path) -> int:
     return max(found, default=-1) + 1
 
 
-def claim_run_dir(trainer: Any, ckpt_path: str | None) -> Path | None:
+def claim_run_dir(trainer: Any, ckpt_path: str | None, fit: bool = True) -> Path | None:
     """Give this run a folder no earlier run wrote into (see the module docstring); returns it, or
     ``None`` where the logger picks a fresh folder itself. Raises ``RunExistsError`` (one line) for a
-    pinned logger version that already holds files, unless ``ckpt_path`` resumes a run."""
+    pinned logger version that already holds files, or (``fit``: only training writes checkpoints) a
+    ``checkpoint.dirpath`` that holds checkpoints, unless ``ckpt_path`` resumes a run."""
     from lightning.pytorch.loggers.logger import DummyLogger
 
+    run_dir = None
     # No logger, or fast_dev_run's DummyLogger: Trainer.log_dir is then default_root_dir itself.
     if all(isinstance(lg, DummyLogger) for lg in trainer.loggers):
         if _launched_child() and os.environ.get(RUN_DIR_ENV):
@@ -138,20 +140,29 @@ def claim_run_dir(trainer: Any, ckpt_path: str | None) -> Path | None:
         # Trainer.log_dir is default_root_dir when there is no logger: config.yaml, the checkpoints
         # (ModelCheckpoint resolves its folder at fit start) and test_metrics.json follow it.
         trainer._default_root_dir = str(run_dir)
-        return run_dir
-    if _launched_child():
-        return None  # rank 0 made the check; its folder may exist by now
+    if _launched_child() or ckpt_path:
+        return run_dir  # rank 0 makes the checks (its folders may exist by now); resuming may reuse them
     for logger in trainer.loggers:
         pinned = getattr(logger, "_version", None)
-        log_dir = getattr(logger, "log_dir", None)
-        if pinned is None or not log_dir or not Path(log_dir).is_dir() or not any(Path(log_dir).iterdir()):
-            continue
-        if ckpt_path:
-            continue  # resuming: the run goes on in its own folder
-        files = sorted(p.name for p in Path(log_dir).iterdir())
-        raise RunExistsError(
-            f"trainer.logger version {pinned!r}: {log_dir} already holds a run ({', '.join(files[:4])}"
-            f"{', ...' if len(files) > 4 else ''}); leave the version unset for a fresh folder, pick an unused one, "
-            "or resume that run with --ckpt_path"
-        )
-    return None
+        if pinned is None:
+            continue  # the logger numbers a fresh folder itself (log_dir is not asked: that would fix it early)
+        log_dir = Path(getattr(logger, "log_dir", None) or "")
+        if str(log_dir) not in ("", ".") and log_dir.is_dir() and any(log_dir.iterdir()):
+            files = sorted(p.name for p in log_dir.iterdir())
+            raise RunExistsError(
+                f"trainer.logger version {pinned!r}: {log_dir} already holds a run ({', '.join(files[:4])}"
+                f"{', ...' if len(files) > 4 else ''}); leave the version unset for a fresh folder, pick an unused one, "
+                "or resume that run with --ckpt_path"
+            )
+    for cb in getattr(trainer, "checkpoint_callbacks", []) if fit else []:
+        # An explicit checkpoint.dirpath is shared by every run that names it: Lightning would only
+        # warn "exists and is not empty" and then replace last.ckpt and the best checkpoints.
+        d = Path(cb.dirpath) if getattr(cb, "dirpath", None) else None
+        if d is not None and d.is_dir() and any(d.glob("*.ckpt")):
+            names = sorted(p.name for p in d.glob("*.ckpt"))
+            raise RunExistsError(
+                f"checkpoint.dirpath {str(d)!r} already holds checkpoints of a run ({', '.join(names[:3])}"
+                f"{', ...' if len(names) > 3 else ''}); leave checkpoint.dirpath unset (each run gets its own folder), "
+                "name an empty folder, or resume that run with --ckpt_path"
+            )
+    return run_dir
