@@ -94,3 +94,24 @@ def test_a_second_run_never_changes_the_first_runs_files(tmp_path, logger):
         ckpt = first_dir / "checkpoints" / "last.ckpt"
         resumed = ZooCLI(args=[*args, "--ckpt_path", str(ckpt), "--trainer.max_epochs", "2"])
         assert resumed.trainer.current_epoch == 2 and Path(resumed.trainer.log_dir) == first_dir
+
+
+def test_one_value_held_as_a_tuple_and_a_list_is_logged_once():
+    from lightning.pytorch import LightningDataModule
+
+    from zoo.runs import align_shared_hparams
+    from zoo.tasks import ClassificationTask
+
+    class Data(LightningDataModule):
+        def __init__(self, input_shape: tuple = (1, 8, 8), num_classes: int | None = None) -> None:
+            super().__init__()
+            self.save_hyperparameters()
+            self.num_classes = 10 if num_classes is None else num_classes
+
+    dm = Data()
+    model = ClassificationTask(model="mlp", num_classes=10, input_shape=[1, 8, 8])
+    align_shared_hparams(model, dm)
+    for key in ("input_shape", "num_classes"):  # Lightning's merge compares type and value
+        assert type(dm.hparams_initial[key]) is type(model.hparams_initial[key])
+        assert dm.hparams_initial[key] == model.hparams_initial[key]
+    assert dm.hparams.num_classes is None  # the saved config keeps what the user wrote
