@@ -109,6 +109,20 @@ class ZooCLI(LightningCLI):
         if not any(isinstance(cb, BasePredictionWriter) for cb in self.trainer.callbacks):
             self.trainer.callbacks.append(PredictionWriter())
 
+    def instantiate_classes(self) -> None:
+        """After building model, data and trainer (``zoo.runs``): a hyper-parameter both hold is
+        logged once (never Lightning's merge crash), a ``--ckpt_path`` built for another input shape
+        or architecture is refused in one line, and the run gets a folder no earlier run wrote into
+        (a pinned logger version that holds a run is refused unless resumed)."""
+        super().instantiate_classes()
+        from zoo import runs
+
+        runs.align_shared_hparams(self.model, self.datamodule)
+        cfg = self.config.get(self.subcommand) if self.subcommand else None
+        ckpt_path = cfg.get("ckpt_path") if cfg is not None else None
+        runs.check_checkpoint_fits(self.model, ckpt_path)
+        runs.claim_run_dir(self.trainer, ckpt_path, fit=self.subcommand in (None, "fit"))
+
     def after_fit(self) -> None:
         """Report the test metrics of the best checkpoint (the weights ModelCheckpoint kept)."""
         trainer = self.trainer

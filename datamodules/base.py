@@ -16,6 +16,7 @@ The rules every zoo DataModule follows (and tests prove):
 from __future__ import annotations
 
 import hashlib
+import warnings
 from typing import Any
 
 import lightning.pytorch as pl
@@ -25,6 +26,8 @@ from sklearn.preprocessing import StandardScaler
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from .splits import STRATEGIES, make_split
+
+NONFINITE = ("error", "drop")  # what setup does with rows holding NaN or inf (data.nonfinite)
 
 
 def _sha256(*arrays: np.ndarray) -> str:
@@ -73,6 +76,18 @@ def passthrough(batch):
     """``collate_fn`` for ``TensorBatchDataset``: the batch is already two tensors (module-level so
     worker processes can pickle it)."""
     return batch
+
+
+def _nonfinite_rows(a: np.ndarray) -> np.ndarray:
+    """Rows of ``a`` holding NaN or inf (integer arrays, e.g. uint8 images, hold none)."""
+    if not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.complexfloating)):
+        try:  # object arrays of Python numbers; anything else (ints, strings) holds no NaN
+            a = a.astype(np.float64) if a.dtype == object else None
+        except (TypeError, ValueError):
+            a = None
+        if a is None:
+            return np.zeros(0, dtype=np.int64)
+    return np.flatnonzero(~np.isfinite(a.reshape(len(a), -1)).all(axis=1))
 
 
 class TransformedDataset(Dataset):
@@ -124,6 +139,9 @@ class ArrayDataModule(pl.LightningDataModule):
         device_resident: keep the splits on the accelerator and index batches there (no host-to-
             device copy per batch): ``None`` (auto: on a GPU, with ``num_workers=0``, up to 1 GiB
             per split), ``True`` or ``False``.
+        nonfinite: rows whose inputs or targets hold NaN or inf: ``"error"`` (default: ``setup``
+            refuses the data, naming the rows) or ``"drop"`` (those rows are left out before the
+            split, with a warning giving their count; ``dropped_nonfinite`` lists them).
     """
 
     num_classes: int
@@ -145,6 +163,7 @@ class ArrayDataModule(pl.LightningDataModule):
         gap: float = 0.0,
         audit: str | None = None,
         device_resident: bool | None = None,
+        nonfinite: str = "error",
     ) -> None:
         super().__init__()
         if not (0 < val_size < 1 and 0 < test_size < 1 and val_size + test_size < 1):
@@ -165,6 +184,10 @@ class ArrayDataModule(pl.LightningDataModule):
         if audit is not None and audit not in ("warn", "fail", "drop"):
             raise ValueError(f"data.audit must be 'warn', 'fail', 'drop' or null, got {audit!r}")
         self.audit_mode = audit
+        if nonfinite not in NONFINITE:
+            raise ValueError(f"data.nonfinite must be one of {list(NONFINITE)}, got {nonfinite!r}")
+        self.nonfinite = nonfinite
+        self.dropped_nonfinite: np.ndarray = np.zeros(0, dtype=np.int64)
         self.audit_report = None
         self.batch_size, self.num_workers = batch_size, num_workers
         self.device_resident = device_resident
@@ -221,6 +244,12 @@ class ArrayDataModule(pl.LightningDataModule):
         """Seeded train/val/test indices; they depend only on ``y``, the groups, the times, the sizes,
         the fold and the seed (never on feature values or the global RNG)."""
         strat = self.strategy
+        try:
+            return self._make_split(strat, y, groups, times)
+        except ValueError as e:  # too few rows or classes: say which data set
+            raise ValueError(f"{getattr(self, 'path', None) or type(self).__name__}: {e}") from None
+
+    def _make_split(self, strat: str, y, groups, times) -> dict[str, np.ndarray]:
         return make_split(
             len(y),
             strategy=strat,
@@ -234,6 +263,7 @@ class ArrayDataModule(pl.LightningDataModule):
             n_folds=self.n_folds,
             fold=self.fold,
             test_index=self.official_test_index(),
+            class_names=getattr(self, "classes", None),
         )
 
     @property
@@ -261,25 +291,57 @@ class ArrayDataModule(pl.LightningDataModule):
             sc.partial_fit(cols[i : i + step].astype(np.float64))
         return sc
 
-    def _validate(self, x: np.ndarray, y: np.ndarray) -> None:
+    def _validate(self, x: np.ndarray, y: np.ndarray) -> np.ndarray | None:
+        """Refuse data the model cannot train on, naming the rows; runs on the arrays as loaded
+        (before the cast to the training dtypes, so a NaN label is seen before it becomes an integer).
+
+        Returns ``None``, or with ``nonfinite='drop'`` and rows holding NaN/inf, the mask of rows to keep.
+        """
+        name = type(self).__name__
         if len(x) != len(y):
-            raise ValueError(f"{type(self).__name__}: {len(x)} samples but {len(y)} labels")
+            raise ValueError(f"{name}: {len(x)} samples but {len(y)} labels")
         if tuple(x.shape[1:]) != tuple(self.input_shape):
-            raise ValueError(f"{type(self).__name__}: samples have shape {x.shape[1:]}, expected {self.input_shape}")
-        if self.task_type != "classification":
-            bad = np.flatnonzero(~np.isfinite(y.reshape(len(y), -1)).all(axis=1))
-            if len(bad):
-                raise ValueError(f"{type(self).__name__}: non-finite targets in rows {bad[:10].tolist()}")
-            return
-        bad = np.flatnonzero((y < 0) | (y >= self.num_classes))
-        if len(bad):
-            raise ValueError(
-                f"{type(self).__name__}: labels must be in [0, {self.num_classes}); rows {bad[:10].tolist()} "
-                f"have {y[bad[:10]].tolist()}"
+            raise ValueError(f"{name}: samples have shape {tuple(x.shape[1:])}, expected {tuple(self.input_shape)}")
+        keep = None
+        bad_x, bad_y = _nonfinite_rows(x), _nonfinite_rows(y)
+        if len(bad_x) or len(bad_y):
+            rows = np.union1d(bad_x, bad_y)
+            if self.nonfinite == "error":
+                where = "; ".join(
+                    f"{what} of rows {r[:10].tolist()}{' ...' if len(r) > 10 else ''}"
+                    for what, r in (("inputs", bad_x), ("targets", bad_y)) if len(r)
+                )
+                raise ValueError(
+                    f"{name}: NaN or inf in the {where} ({len(rows)} of {len(x)} rows); "
+                    "clean those rows, or set data.init_args.nonfinite: drop to leave them out"
+                )
+            if len(rows) == len(x):
+                raise ValueError(f"{name}: every one of the {len(x)} rows holds NaN or inf; nothing is left to train on")
+            keep = np.ones(len(x), dtype=bool)
+            keep[rows] = False
+            self.dropped_nonfinite = rows
+            warnings.warn(
+                f"{name}: dropped {len(rows)} of {len(x)} rows holding NaN or inf (data.nonfinite=drop): rows "
+                f"{rows[:10].tolist()}{' ...' if len(rows) > 10 else ''}",
+                stacklevel=2,
             )
-        if not np.isfinite(x).all():
-            rows = np.flatnonzero(~np.isfinite(x.reshape(len(x), -1)).all(axis=1))
-            raise ValueError(f"{type(self).__name__}: non-finite values in rows {rows[:10].tolist()}")
+            y = y[keep]
+        if self.task_type == "classification":
+            ok = np.flatnonzero(keep) if keep is not None else np.arange(len(y))  # rows as loaded
+            if np.issubdtype(y.dtype, np.floating):
+                frac = np.flatnonzero(y != np.round(y))
+                if len(frac):
+                    raise ValueError(
+                        f"{name}: class labels must be whole numbers; rows {ok[frac[:10]].tolist()} have "
+                        f"{y[frac[:10]].tolist()} (use task='regression' for continuous targets)"
+                    )
+            bad = np.flatnonzero((y < 0) | (y >= self.num_classes))
+            if len(bad):
+                raise ValueError(
+                    f"{name}: labels must be in [0, {self.num_classes}); rows {ok[bad[:10]].tolist()} "
+                    f"have {y[bad[:10]].tolist()}"
+                )
+        return keep
 
     # ------------------------------------------------------------------------------ lightning
 
@@ -287,10 +349,15 @@ class ArrayDataModule(pl.LightningDataModule):
         if self.split_indices is not None:  # idempotent: Lightning calls setup once per stage
             return
         x, y = self.load_arrays()
+        x, y = np.asarray(x), np.asarray(y)
+        keep = self._validate(x, y)  # before the casts: a NaN label must not become an integer
         ydtype = np.int64 if self.task_type == "classification" else np.float32
-        x, y = np.asarray(x, dtype=self.raw_dtype), np.asarray(y, dtype=ydtype)
-        self._validate(x, y)
         groups, times = self.load_groups(), self.load_times()
+        if keep is not None:  # data.nonfinite=drop: the rows leave before the split
+            x, y = x[keep], y[keep]
+            groups = None if groups is None else np.asarray(groups)[keep]
+            times = None if times is None else np.asarray(times)[keep]
+        x, y = np.asarray(x, dtype=self.raw_dtype), np.asarray(y, dtype=ydtype)
         self.split_indices = self.split(y, groups, times)
         self.fingerprint = self.data_fingerprint(x, y)
         self.raw_x, self.raw_y = x, y  # kept for the contamination audit (datamodules.audit)

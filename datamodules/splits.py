@@ -95,6 +95,7 @@ def make_split(
     n_folds: int | None = None,
     fold: int = 0,
     test_index: np.ndarray | None = None,
+    class_names: list[str] | None = None,
 ) -> dict[str, np.ndarray]:
     """Sorted ``train``/``val``/``test`` row indices of ``n`` rows.
 
@@ -105,8 +106,48 @@ def make_split(
         n_folds, fold: k-fold cross-validation of the rows left after the test part; ``fold`` in
             ``[0, n_folds)`` is the validation fold.
         test_index: a predefined test part (an official test set): only the other rows are split.
+        class_names: names of the classes ``0..k-1`` for error messages (the CSV's labels, folder names).
+
+    Data too small for the split is a one-line ``ValueError`` naming the counts and the fix (never
+    scikit-learn's own message about ``n_samples`` or "the least populated class").
     """
     _check(strategy, y, groups, times)
+    if n < 3:
+        raise ValueError(
+            f"the data has {n} row{'s' if n != 1 else ''}: too few for a training, a validation and a test part "
+            "(at least 3 rows); add rows"
+        )
+    if y is not None and strategy.startswith("stratified"):
+        classes, counts = np.unique(np.asarray(y), return_counts=True)
+        few = [(c, k) for c, k in zip(classes.tolist(), counts.tolist()) if k < 2]
+        if few:
+            name = (lambda c: repr(class_names[c]) if class_names is not None and 0 <= c < len(class_names) else str(c))
+            listed = ", ".join(f"class {name(c)} has {k} row" for c, k in few[:10])
+            raise ValueError(
+                f"{listed}: a stratified split needs at least 2 rows of every class (one for training, one held "
+                "out); add rows of that class, remove it, or set data.split: random"
+            )
+    try:
+        return _make_split(n, strategy, y, groups, times, val_size, test_size, seed, gap, n_folds, fold, test_index)
+    except ValueError as e:
+        tb = e.__traceback__
+        while tb is not None and tb.tb_next is not None:
+            tb = tb.tb_next
+        if tb is not None and tb.tb_frame.f_code.co_filename == __file__:
+            raise  # raised here: already names the setting
+        msg = str(e)
+        # scikit-learn's splitters: one line with the counts and the settings that decide them.
+        counts = ""
+        if y is not None and strategy.startswith("stratified"):
+            counts = f", smallest class {int(np.unique(np.asarray(y), return_counts=True)[1].min())} rows"
+        first = " ".join(msg.split())
+        raise ValueError(
+            f"data.split={strategy!r} cannot split {n} rows (val_size={val_size}, test_size={test_size}, "
+            f"n_folds={n_folds}{counts}): {first} Add rows, change data.val_size/test_size/n_folds, or use another data.split"
+        ) from None
+
+
+def _make_split(n, strategy, y, groups, times, val_size, test_size, seed, gap, n_folds, fold, test_index) -> dict[str, np.ndarray]:
     y = None if y is None else np.asarray(y)
     groups = None if groups is None else np.asarray(groups)
     times = None if times is None else np.asarray(times, dtype=np.float64)

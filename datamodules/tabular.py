@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -49,10 +50,37 @@ def read_csv_columns(path: Path) -> dict[str, np.ndarray]:
     return {h: np.array([r[j].strip() for r in rows], dtype=object) for j, h in enumerate(header)}
 
 
-def _is_numeric(values: np.ndarray) -> bool:
+class ColumnError(KeyError):
+    """A column named in the config is not in the file (a ``KeyError`` whose message prints as written)."""
+
+    def __str__(self) -> str:  # KeyError's own __str__ quotes the message like a dict key
+        return str(self.args[0]) if self.args else ""
+
+
+class _LabelError(ValueError):
+    """Bad numeric class labels (not caught as 'these labels are strings')."""
+
+
+def _is_number(v: str) -> bool:
     try:
-        [float(v) for v in values if v.lower() not in MISSING]
+        float(v)
         return True
+    except ValueError:
+        return False
+
+
+def _mostly_numeric(values: np.ndarray) -> bool:
+    """A column is numeric when at least half of its non-missing cells are numbers: a few bad cells
+    (``12.5k``) then make an error that names them instead of turning the column categorical."""
+    present = [v for v in values if v.lower() not in MISSING]
+    return bool(present) and 2 * sum(_is_number(v) for v in present) >= len(present)
+
+
+def _missing_or_inf(v: str) -> bool:
+    if v.lower() in MISSING:
+        return True
+    try:
+        return not np.isfinite(float(v))
     except ValueError:
         return False
 
@@ -63,8 +91,12 @@ class CSVDataModule(ArrayDataModule):
     Args:
         path: the CSV file (header line, comma separated).
         target: the target column.
-        numeric: numeric feature columns; ``None``: every other column whose values are numbers.
-        categorical: categorical feature columns; ``None``: every other column that is not numeric.
+        numeric: numeric feature columns; ``None``: every other column that is numeric in the
+            training rows (at least half of their cells are numbers). Declared types win. Every cell
+            of a numeric column, in every split, must be a finite number: ``12.5k`` or ``inf`` is an
+            error naming the lines and values, never a silent switch to categorical.
+        categorical: categorical feature columns; ``None``: every other column. A categorical
+            column with a distinct value in every training row (an id?) is warned about.
         task: ``"classification"`` (labels: integers ``0..num_classes-1``, or any strings, sorted
             into classes) or ``"regression"`` (a float target; ``num_classes`` is then 1, the output width).
         num_classes: classification with integer labels: the number of classes (labels outside
@@ -77,6 +109,9 @@ class CSVDataModule(ArrayDataModule):
         group_column: a column of group ids (person, patient) for ``split='grouped'``; not a feature.
         time_column: a numeric column of times for ``split='time'``; not a feature.
         val_size, test_size, seed, batch_size, num_workers, split, n_folds, fold, gap, audit: see ``ArrayDataModule``.
+        nonfinite: ``"error"`` (default) or ``"drop"``: rows with a missing cell (empty, ``NA``,
+            ``nan``, ...) or an infinite number in a used column are left out when the file is read
+            (a warning gives their count and lines); ``dropped_lines`` lists their line numbers.
     """
 
     scale_axis = None  # the ColumnTransformer does the scaling
@@ -111,6 +146,8 @@ class CSVDataModule(ArrayDataModule):
         self.scale_target, self.group_column, self.time_column = scale_target, group_column, time_column
         self.save_hyperparameters()
         self._table: dict[str, np.ndarray] | None = None
+        self._train: np.ndarray | None = None
+        self.dropped_lines: list[int] = []
         self.column_transformer: ColumnTransformer | None = None
         self.target_scaler: StandardScaler | None = None
         self.classes: list[str] | None = None
@@ -130,49 +167,139 @@ class CSVDataModule(ArrayDataModule):
     def table(self) -> dict[str, np.ndarray]:
         if self._table is None:
             self._table = self.read_table()
+            self._lines = np.arange(len(next(iter(self._table.values())))) + 2  # line 1 is the header
         return self._table
+
+    def _line(self, rows) -> list[int]:
+        """CSV line numbers of table rows (rows dropped by ``nonfinite='drop'`` keep their numbering)."""
+        return self._lines[np.asarray(rows, dtype=np.int64)].tolist()
+
+    def _used_columns(self) -> list[str]:
+        t = self.table()
+        reserved = [c for c in (self.target, self.group_column, self.time_column) if c is not None]
+        if self.numeric is None or self.categorical is None:  # every free column becomes a feature
+            return list(t)
+        return reserved + [c for c in self.numeric + self.categorical if c not in reserved]
+
+    def _drop_nonfinite_rows(self) -> None:
+        """``nonfinite='drop'``: leave out rows with a missing or infinite cell in a used column."""
+        t = self.table()
+        bad = np.zeros(len(self._lines), dtype=bool)
+        for c in self._used_columns():
+            bad |= [_missing_or_inf(v) for v in t[c]]
+        if not bad.any():
+            return
+        if bad.all():
+            raise ValueError(f"{self.path}: every data row has a missing or infinite cell; nothing is left to train on")
+        self.dropped_lines = self._lines[bad].tolist()
+        self._table = {c: v[~bad] for c, v in t.items()}
+        self._lines = self._lines[~bad]
+        warnings.warn(
+            f"{self.path}: dropped {int(bad.sum())} of {len(bad)} rows with missing or infinite cells "
+            f"(data.nonfinite=drop): lines {self.dropped_lines[:10]}{' ...' if bad.sum() > 10 else ''}",
+            stacklevel=2,
+        )
 
     def _resolve_columns(self) -> None:
         t = self.table()
         cols = list(t)
         for field, name in (("target", self.target), ("group_column", self.group_column), ("time_column", self.time_column)):
             if name is not None and name not in t:
-                raise KeyError(f"{self.path}: data.{field} {name!r} is not a column; the columns are {cols}")
+                raise ColumnError(f"{self.path}: data.{field} {name!r} is not a column; the columns are {cols}")
         for field, names in (("numeric", self.numeric), ("categorical", self.categorical)):
             unknown = [c for c in names or [] if c not in t]
             if unknown:
-                raise KeyError(f"{self.path}: data.{field} columns {unknown} are not in the file; the columns are {cols}")
+                raise ColumnError(f"{self.path}: data.{field} columns {unknown} are not in the file; the columns are {cols}")
+        if self.nonfinite == "drop":
+            self._drop_nonfinite_rows()
         reserved = {self.target, self.group_column, self.time_column}
         free = [c for c in cols if c not in reserved]
-        if self.numeric is None:
-            taken = set(self.categorical or [])
-            self.numeric = [c for c in free if c not in taken and _is_numeric(t[c])]
-        if self.categorical is None:
-            self.categorical = [c for c in free if c not in set(self.numeric)]
+        declared = set(self.numeric or []) | set(self.categorical or [])
+        if self.numeric is None or self.categorical is None:
+            # Types of undeclared columns come from the training rows only (the split is seeded and
+            # feature-blind, so this is the split setup() makes): what validation or test rows hold
+            # never decides how a column is read.
+            train = self._train_rows()
+            if self.numeric is None:
+                taken = set(self.categorical or [])
+                self.numeric = [c for c in free if c not in taken and _mostly_numeric(t[c][train])]
+            if self.categorical is None:
+                self.categorical = [c for c in free if c not in set(self.numeric)]
         if not self.numeric and not self.categorical:
             raise ValueError(f"{self.path}: no feature columns besides the target {self.target!r}")
         clash = reserved & set(self.numeric + self.categorical)
         if clash:
             raise ValueError(f"{self.path}: columns {sorted(clash)} are the target/group/time and cannot be features")
+        for c in self.numeric:  # every row, every split: a bad cell is an error here, before training
+            self._floats(c, declared=c in declared)
+        if self.categorical:
+            train = self._train_rows()
+            for c in self.categorical:
+                v = t[c][train]
+                if len(v) >= 10 and len(np.unique(v)) == len(v):
+                    warnings.warn(
+                        f"{self.path}: categorical column {c!r} has a different value in each of the {len(v)} training "
+                        "rows (an id or a free-text column?); it cannot generalise: drop it from the features "
+                        "(data.numeric/data.categorical) or declare it numeric if it holds numbers",
+                        stacklevel=2,
+                    )
+
+    def _train_rows(self) -> np.ndarray:
+        """Training rows of the seeded split (a function of the labels, groups and times only)."""
+        if self._train is None:
+            if self.task_type == "classification":
+                y, self.classes = self._labels()
+                self._check_label_range(y)
+            else:
+                y = self._floats(self.target)
+            self._train = self.split(y, self.load_groups(), self.load_times())["train"]
+        return self._train
 
     def _missing(self, col: str) -> None:
         v = self.table()[col]
         rows = np.flatnonzero([s.lower() in MISSING for s in v])
         if len(rows):
             raise ValueError(
-                f"{self.path}: column {col!r} has missing values on lines {(rows[:10] + 2).tolist()} "
-                f"({len(rows)} rows; line 1 is the header); fill or drop those rows before training"
+                f"{self.path}: column {col!r} has missing values on lines {self._line(rows[:10])} "
+                f"({len(rows)} rows; line 1 is the header); fill or drop those rows before training "
+                "(data.init_args.nonfinite: drop leaves them out)"
             )
 
-    def _floats(self, col: str) -> np.ndarray:
+    def _floats(self, col: str, declared: bool = True) -> np.ndarray:
         self._missing(col)
-        out = np.empty(len(self.table()[col]), dtype=np.float64)
-        for i, s in enumerate(self.table()[col]):
+        vals = self.table()[col]
+        out = np.empty(len(vals), dtype=np.float64)
+        bad = []
+        for i, s in enumerate(vals):
             try:
                 out[i] = float(s)
             except ValueError:
-                raise ValueError(f"{self.path}: column {col!r} line {i + 2} has {s!r}, which is not a number") from None
+                bad.append(i)
+        if bad:
+            cells = ", ".join(f"line {n}: {vals[i]!r}" for n, i in zip(self._line(bad[:10]), bad[:10]))
+            how = "is declared numeric" if declared and col not in (self.target, self.time_column) else (
+                "must be numeric" if col in (self.target, self.time_column) else "is numeric in the training rows"
+            )
+            raise ValueError(
+                f"{self.path}: column {col!r} {how} but {len(bad)} cells are not numbers ({cells}); "
+                f"fix those cells{'' if col in (self.target, self.time_column) else ', or list the column in data.categorical'}"
+            )
+        inf = np.flatnonzero(~np.isfinite(out))
+        if len(inf):
+            cells = ", ".join(f"line {n}: {vals[i]!r}" for n, i in zip(self._line(inf[:10]), inf[:10]))
+            raise ValueError(
+                f"{self.path}: column {col!r} has {len(inf)} infinite values ({cells}); fix those cells, or set "
+                "data.init_args.nonfinite: drop to leave those rows out"
+            )
         return out
+
+    def _check_label_range(self, y: np.ndarray) -> None:
+        bad = np.flatnonzero((y < 0) | (y >= self.num_classes))
+        if len(bad):
+            raise ValueError(
+                f"{self.path}: column {self.target!r} needs labels in [0, {self.num_classes}); lines "
+                f"{self._line(bad[:10])} have {y[bad[:10]].tolist()} (fix the labels or data.num_classes)"
+            )
 
     # ------------------------------------------------------------------------------ shapes
 
@@ -197,16 +324,28 @@ class CSVDataModule(ArrayDataModule):
         self._missing(col)
         raw = self.table()[col]
         try:
-            ints = np.array([int(float(s)) for s in raw])
+            nums = np.array([float(s) for s in raw])
+            # Numeric labels must be whole and finite: int() would turn 1.5 into class 1 and fail
+            # with OverflowError on inf.
+            bad = np.flatnonzero(~np.isfinite(nums) | (nums != np.round(nums)))
+            if len(bad):
+                raise _LabelError(
+                    f"{self.path}: column {col!r} holds class labels, but {len(bad)} are not whole numbers "
+                    f"({', '.join(f'line {n}: {raw[i]!r}' for n, i in zip(self._line(bad[:10]), bad[:10]))}); "
+                    "fix them, or set data.task: regression for a continuous target"
+                )
+            ints = nums.astype(np.int64)
             if self._num_classes is not None or (ints.min() >= 0 and len(np.unique(ints)) == ints.max() + 1):
                 k = self._num_classes if self._num_classes is not None else int(ints.max()) + 1
                 return ints, [str(i) for i in range(k)]
+        except _LabelError:
+            raise
         except ValueError:
             if self._num_classes is not None:
-                bad = [i + 2 for i, s in enumerate(raw) if not s.lstrip("-").isdigit()]
+                bad = [i for i, s in enumerate(raw) if not s.lstrip("-").isdigit()]
                 raise ValueError(
                     f"{self.path}: data.num_classes={self._num_classes} needs integer labels in column "
-                    f"{col!r}; lines {bad[:10]} are not integers"
+                    f"{col!r}; lines {self._line(bad[:10])} are not integers"
                 ) from None
         classes = sorted(set(raw.tolist()))
         lookup = {c: i for i, c in enumerate(classes)}
@@ -235,12 +374,7 @@ class CSVDataModule(ArrayDataModule):
         # computed here first; setup() computes the very same split again.
         groups, times = self.load_groups(), self.load_times()
         if self.task_type == "classification":  # range check before the split uses the labels
-            bad = np.flatnonzero((y < 0) | (y >= self.num_classes))
-            if len(bad):
-                raise ValueError(
-                    f"{self.path}: column {self.target!r} needs labels in [0, {self.num_classes}); lines "
-                    f"{(bad[:10] + 2).tolist()} have {y[bad[:10]].tolist()} (fix the labels or data.num_classes)"
-                )
+            self._check_label_range(y)
         train = self.split(y, groups, times)["train"]
         self.column_transformer = self._fit_column_transformer(num[train], cats[train])
         enc = self.column_transformer.named_transformers_.get("cat")

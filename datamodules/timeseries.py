@@ -49,6 +49,10 @@ class TimeSeriesDataModule(TargetScalingMixin, ArrayDataModule):
         val_size, test_size: fractions of the series' time steps for the val and test parts
             (the most recent ones go to test).
         seed, batch_size, num_workers: see ``ArrayDataModule`` (the split itself uses no seed).
+        nonfinite: a CSV series with missing, non-numeric or infinite values: ``"error"`` (default:
+            refused, naming the rows) or ``"drop"``: every window whose inputs or target touch such a
+            value is left out (the time order and the part boundaries stay; a warning gives the count)
+            and the scaler is fitted on the finite training values.
 
     After ``setup``: ``part_bounds[k] = (start, stop)`` time indices of each part and
     ``window_times[k]`` an ``(n, 2)`` array of (first input time, target time) per window.
@@ -71,8 +75,11 @@ class TimeSeriesDataModule(TargetScalingMixin, ArrayDataModule):
         seed: int = 0,
         batch_size: int = 32,
         num_workers: int = 0,
+        nonfinite: str = "error",
     ) -> None:
-        super().__init__(val_size=val_size, test_size=test_size, seed=seed, batch_size=batch_size, num_workers=num_workers)
+        super().__init__(
+            val_size=val_size, test_size=test_size, seed=seed, batch_size=batch_size, num_workers=num_workers, nonfinite=nonfinite
+        )
         if window < 1:
             raise ValueError(f"data.window must be >= 1 time step, got {window}")
         if horizon < 1:
@@ -105,10 +112,12 @@ class TimeSeriesDataModule(TargetScalingMixin, ArrayDataModule):
             raise ValueError(f"data.column: {self.column!r} is not a column of {path}; columns are {list(df.columns)}")
         s = pd.to_numeric(df[self.column], errors="coerce").to_numpy(dtype=float)
         bad = np.flatnonzero(~np.isfinite(s))
-        if len(bad):
+        if len(bad) and self.nonfinite == "error":
+            raw = df[self.column].to_numpy()
             raise ValueError(
-                f"data.csv: column {self.column!r} of {path} has missing or non-numeric values in rows "
-                f"{bad[:10].tolist()} (0-based data rows); clean or fill them first"
+                f"data.csv: column {self.column!r} of {path} has missing, non-numeric or infinite values on lines "
+                f"{(bad[:10] + 2).tolist()} ({[str(v) for v in raw[bad[:10]]]}; line 1 is the header); clean or fill "
+                "them, or set data.init_args.nonfinite: drop to leave out the windows that touch them"
             )
         return s
 
@@ -127,17 +136,31 @@ class TimeSeriesDataModule(TargetScalingMixin, ArrayDataModule):
                     f"the series has {n} steps. Lower data.window or data.gap, or raise data.{'val_size' if k == 'val' else 'test_size' if k == 'test' else 'val_size/test_size down'}"
                 )
         xs, ys, idx, times = [], [], {}, {}
-        count = 0
+        count = dropped = 0
         for k, (a, b) in self.part_bounds.items():
             # Windows inside [a, b) only: inputs s[t - window : t], target s[t + horizon - 1].
             t = np.arange(a + self.window, b - self.horizon + 1)
+            if self.nonfinite == "drop":  # windows touching a NaN/inf (inputs or target) are left out
+                ok = np.array([np.isfinite(s[i - self.window : i]).all() and np.isfinite(s[i + self.horizon - 1]) for i in t], dtype=bool)
+                dropped += int((~ok).sum())
+                t = t[ok]
+                if len(t) == 0:
+                    raise ValueError(f"{type(self).__name__}: every window of the {k} part touches a NaN or inf value; clean the series")
             xs.append(np.stack([s[i - self.window : i] for i in t])[..., None])  # (n_k, window, 1)
             ys.append(s[t + self.horizon - 1])  # (n_k,)
             idx[k] = np.arange(count, count + len(t))
             times[k] = np.stack([t - self.window, t + self.horizon - 1], axis=1)  # (n_k, 2)
             count += len(t)
+        if dropped:
+            import warnings
+
+            warnings.warn(
+                f"{type(self).__name__}: dropped {dropped} windows touching the {int((~np.isfinite(s)).sum())} "
+                "NaN or inf values of the series (data.nonfinite=drop)",
+                stacklevel=2,
+            )
         self._split = idx
-        self._series_train = s[: n_train]
+        self._series_train = s[: n_train][np.isfinite(s[: n_train])]
         self.window_times = times
         return np.concatenate(xs).astype(np.float32), np.concatenate(ys).astype(np.float32)
 

@@ -99,6 +99,45 @@ def test_audit_flags_a_feature_that_copies_the_target():
     assert [n for n, _ in rep.leaky_features] == ["batch_code"]
 
 
+@pytest.mark.parametrize("plant", ["copy", "log", "cube", "rescaled_noisy"])
+def test_audit_flags_a_regression_target_copy_and_monotone_transforms(plant):
+    from sklearn.datasets import load_diabetes
+
+    d = load_diabetes(scaled=False)
+    y = d.target
+    leak = {
+        "copy": y,
+        "log": np.log(y),  # monotone: a tree and the rank correlation see a copy
+        "cube": (y - 150.0) ** 3,
+        "rescaled_noisy": 0.01 * y + np.random.default_rng(0).normal(0, 0.05, len(y)),  # |rho| 0.997
+    }[plant]
+    x = np.column_stack([d.data, leak])
+    dm = InMemoryDataModule(x, y, task="regression", feature_names=[*d.feature_names, plant])
+    dm.setup()
+    with pytest.warns(UserWarning, match="CONTAMINATED"):
+        rep = dm.audit("warn", near=False)
+    assert [n for n, _ in rep.leaky_features] == [plant]
+    assert rep.leak_rank[plant] >= 0.99 and f"{plant}: cross-validated score" in str(rep)
+
+
+def test_audit_leaves_clean_diabetes_and_flags_a_rare_label_copy():
+    from datamodules import DiabetesDataModule
+
+    dm = DiabetesDataModule()
+    dm.setup()
+    assert dm.audit("warn", near=False).leaky_features == []
+    # Classification: 0.5% positives, so a constant guess already scores 99.5% accuracy; balanced
+    # accuracy still flags a feature that copies the label.
+    rng = np.random.default_rng(0)
+    y = (np.arange(1000) % 200 == 0).astype(np.int64)
+    x = np.column_stack([rng.normal(size=(1000, 4)), y * 2.0])
+    dm = InMemoryDataModule(x, y, feature_names=["a", "b", "c", "d", "label_copy"])
+    dm.setup()
+    with pytest.warns(UserWarning):
+        rep = dm.audit("warn", near=False)
+    assert [n for n, _ in rep.leaky_features] == ["label_copy"]
+
+
 def test_zoo_audit_cli_prints_the_report(capsys):
     cli.main(["audit", "--config", str(ROOT / "configs/mlp_digits.yaml"), "--trainer.logger", "false"])
     out = capsys.readouterr().out

@@ -89,7 +89,7 @@ def test_bad_inputs_name_the_file_column_and_rows(tmp_path):
         CSVDataModule(str(bad), target="label", numeric=["age"], categorical=["color"], num_classes=3).setup()
     lines[6] = lines[6].replace(lines[6].split(",")[0], "old", 1)
     bad.write_text("\n".join(lines) + "\n")
-    with pytest.raises(ValueError, match=r"column 'age' line 7 has 'old', which is not a number"):
+    with pytest.raises(ValueError, match=r"column 'age' is declared numeric but 1 cells are not numbers \(line 7: 'old'\)"):
         CSVDataModule(str(bad), target="label", numeric=["age"], categorical=["color"]).setup()
 
 
