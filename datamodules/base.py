@@ -23,7 +23,7 @@ import lightning.pytorch as pl
 import numpy as np
 import torch
 from sklearn.preprocessing import StandardScaler
-from torch.utils.data import DataLoader, Dataset, TensorDataset
+from torch.utils.data import DataLoader, Dataset
 
 from .splits import STRATEGIES, make_split
 
