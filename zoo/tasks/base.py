@@ -17,6 +17,8 @@ import torch.nn as nn
 import zoo
 from zoo.layers import InputTransform
 
+from . import checkpointing
+
 OPTIMIZERS = ("sgd", "adagrad", "adadelta", "rmsprop", "adam", "adamw")
 SCHEDULERS = ("step", "cosine", "onecycle")
 
@@ -106,6 +108,8 @@ class ZooTask(pl.LightningModule):
         Lightning calls the DataModule's ``setup`` first, so its statistics exist here; we copy them
         into the hyper-parameters (saved with every checkpoint) and rebuild the transform.
         """
+        if self._trainer is not None:
+            checkpointing.install(self.trainer)  # weights_only loads (URLs too), atomic saves
         dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         spec = getattr(dm, "preprocessing", None)
         if not spec:
@@ -120,6 +124,23 @@ class ZooTask(pl.LightningModule):
             )
         self.hparams["preprocessing"] = spec
         self.preprocess = InputTransform(spec).to(self.device)
+
+    # ------------------------------------------------------------------------------ checkpoints
+
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path, map_location=None, hparams_file=None, strict=None, weights_only=None, **kwargs):
+        """Lightning's ``load_from_checkpoint``, always with ``weights_only=True``; a URL is downloaded to a
+        cache first (Lightning would unpickle it with ``weights_only=False``). See ``checkpointing``."""
+        path = checkpointing.safe_load_path(checkpoint_path, weights_only)
+        return super().load_from_checkpoint(path, map_location, hparams_file, strict, weights_only=True, **kwargs)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint[checkpointing.RNG_KEY] = checkpointing.collect_rng_states()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Only when fitting resumes: a test or a load_from_checkpoint must not reset the caller's RNGs.
+        if self._trainer is not None and self.trainer.state.fn == "fit" and checkpointing.RNG_KEY in checkpoint:
+            checkpointing.set_rng_states(checkpoint[checkpointing.RNG_KEY])
 
     # ------------------------------------------------------------------------------------ model
 
