@@ -87,3 +87,55 @@ def test_a_good_checkpoint_over_http_loads_from_the_cache(evil_server):
     for k, v in ckpt["state_dict"].items():
         torch.testing.assert_close(loaded.state_dict()[k], v)
     assert list(checkpointing.cache_dir().glob("*good.ckpt"))
+
+
+def _load_benchmark(name):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_sigkill_during_saves_leaves_no_truncated_checkpoint_nor_temp_file(tmp_path):
+    # benchmarks/kill_during_save.py runs 20 kills; 5 here. TMPDIR on another filesystem when there is one.
+    bench = _load_benchmark("kill_during_save")
+    tmpdir = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else str(tmp_path)
+    r = bench.run(kills=5, mb=8, io="zoo", tmpdir=tmpdir, directory=tmp_path / "ckpts", seed=1)
+    assert r["checked"] >= 1 and r["truncated"] == 0
+    assert r["kills_leaving_temp"] >= 1  # kills did land mid-write...
+    assert r["temp_left"] == 0  # ...and the next start removed what they left
+
+
+def test_a_failed_save_keeps_the_old_checkpoint_and_no_temp_file(tmp_path, monkeypatch):
+    target = tmp_path / "last.ckpt"
+    io = checkpointing.AtomicCheckpointIO()
+    io.save_checkpoint({"step": 1}, target)
+
+    def broken_save(obj, f):
+        f.write(b"half a checkpoint")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(OSError, match="disk full"):
+        io.save_checkpoint({"step": 2}, target)
+    monkeypatch.undo()
+    assert torch.load(target, weights_only=True) == {"step": 1}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt"]
+
+
+def test_stale_temp_files_of_dead_writers_go_live_ones_stay(tmp_path):
+    import socket
+    import subprocess
+    import sys
+
+    host = socket.gethostname().replace(".", "_")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True)
+    stale = tmp_path / f".last.ckpt.{host}-{int(dead.stdout)}.abc{checkpointing.TEMP_SUFFIX}"
+    live = tmp_path / f".last.ckpt.{host}-{os.getpid()}.def{checkpointing.TEMP_SUFFIX}"
+    other = tmp_path / ".hidden-user-file"
+    for p in (stale, live, other):
+        p.write_bytes(b"x")
+    assert checkpointing.remove_stale_temp_files(tmp_path) == [stale]
+    assert not stale.exists() and live.exists() and other.exists()
