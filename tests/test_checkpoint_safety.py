@@ -139,3 +139,25 @@ def test_stale_temp_files_of_dead_writers_go_live_ones_stay(tmp_path):
         p.write_bytes(b"x")
     assert checkpointing.remove_stale_temp_files(tmp_path) == [stale]
     assert not stale.exists() and live.exists() and other.exists()
+
+
+def _fit(*extra):
+    cli.main(["fit", "--config", str(ROOT / "configs/mlp_digits.yaml"), "--trainer.enable_progress_bar", "false",
+              "--trainer.limit_train_batches", "4", "--trainer.limit_val_batches", "2", "--trainer.limit_test_batches", "1",
+              "--data.init_args.batch_size", "32", "--model.init_args.scheduler_kwargs", "{T_max: 4}", *extra])
+
+
+def test_resume_at_an_epoch_boundary_is_bit_identical(tmp_path):
+    # Uninterrupted: 4 epochs. Interrupted: 2 epochs (the process ends after the epoch-2 checkpoint),
+    # then `--ckpt_path last` for the rest. Shuffle order and dropout draw from the global RNGs,
+    # which the checkpoint carries.
+    _fit("--trainer.max_epochs", "4", "--checkpoint.dirpath", str(tmp_path / "a"), "--trainer.default_root_dir", str(tmp_path / "a"))
+    _fit("--trainer.max_epochs", "2", "--checkpoint.dirpath", str(tmp_path / "b"), "--trainer.default_root_dir", str(tmp_path / "b"))
+    torch.manual_seed(123)  # whatever the process did meanwhile must not matter
+    _fit("--trainer.max_epochs", "4", "--checkpoint.dirpath", str(tmp_path / "b"), "--trainer.default_root_dir", str(tmp_path / "b"),
+         "--ckpt_path", "last")
+    a = torch.load(tmp_path / "a" / "last.ckpt", weights_only=True)
+    b = torch.load(tmp_path / "b" / "last.ckpt", weights_only=True)
+    assert a["epoch"] == b["epoch"] == 3
+    for k, v in a["state_dict"].items():
+        assert torch.equal(v, b["state_dict"][k]), k
