@@ -134,6 +134,10 @@ class ZooTask(pl.LightningModule):
         path = checkpointing.safe_load_path(checkpoint_path, weights_only)
         return super().load_from_checkpoint(path, map_location, hparams_file, strict, weights_only=True, **kwargs)
 
+    def configure_callbacks(self):
+        """Every zoo task saves a checkpoint and exits 143 when preempted (SIGTERM/SIGUSR1), see ``checkpointing``."""
+        return [checkpointing.PreemptionCheckpoint()]
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[checkpointing.RNG_KEY] = checkpointing.collect_rng_states()
 

@@ -33,6 +33,7 @@ from typing import Any, Callable, Optional
 
 import torch
 from lightning.fabric.utilities.cloud_io import get_filesystem
+from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 TEMP_SUFFIX = ".zoo-tmp"
@@ -226,3 +227,97 @@ def set_rng_states(states: dict[str, Any]) -> None:
     random.setstate((version, tuple(int(v) for v in internal.tolist()), gauss_next))
     if "cuda" in states and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(states["cuda"])
+
+
+# ------------------------------------------------------------------------------ preemption
+
+
+class PreemptionCheckpoint(Callback):
+    """On SIGTERM or SIGUSR1 during ``fit`` (a scheduler preempting the job), save a checkpoint at the
+    current step, say where on stderr, and exit with ``128 + signal`` (143 for SIGTERM).
+
+    Why not Lightning alone: on SIGTERM it finishes the running training epoch and then raises
+    ``SIGTERMException``, a ``SystemExit`` with code 0, without saving, so the epoch is lost and a
+    script cannot tell preemption from a finished run; SIGUSR1 it handles only under SLURM
+    auto-requeue. This callback stops after the current batch instead. The checkpoint is
+    ``<checkpoint dir>/last.ckpt`` (written atomically), so ``--ckpt_path last`` continues from it.
+    Every zoo task adds it (``ZooTask.configure_callbacks``).
+    """
+
+    SIGNALS = ("SIGTERM", "SIGUSR1")
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self.saved_to: Path | None = None
+        self._previous: dict[int, Any] = {}
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        # Registered after Lightning's own handlers (Trainer._run installs them before this hook),
+        # and chained to them, so Lightning's SIGTERM bookkeeping (DDP broadcast) and SLURM requeue still run.
+        import signal
+        import threading
+
+        if threading.current_thread() is not threading.main_thread():
+            return  # signal handlers can only be set from the main thread
+        self.signum, self.saved_to = None, None
+        for name in self.SIGNALS:
+            if hasattr(signal, name):
+                sig = getattr(signal, name)
+                self._previous[sig] = signal.signal(sig, self._handler)
+
+    def _handler(self, signum, frame) -> None:
+        self.signum = signum
+        previous = self._previous.get(signum)
+        if callable(previous):
+            previous(signum, frame)
+
+    def _restore_handlers(self) -> None:
+        import signal
+
+        for sig, previous in self._previous.items():
+            if signal.getsignal(sig) == self._handler:
+                signal.signal(sig, previous if previous is not None else signal.SIG_DFL)
+        self._previous = {}
+
+    def _save(self, trainer) -> Path:
+        cb = trainer.checkpoint_callback
+        directory = Path(cb.dirpath) if cb is not None and cb.dirpath else Path(trainer.default_root_dir)
+        path = directory / "last.ckpt"
+        trainer.save_checkpoint(path)
+        self.saved_to = path
+        if trainer.is_global_zero:
+            import signal
+            import sys
+
+            name = signal.Signals(self.signum).name if self.signum else "SIGTERM"
+            print(
+                f"{name} received: checkpoint of step {trainer.global_step} (epoch {trainer.current_epoch}) saved to {path}; "
+                "continue with --ckpt_path last",
+                file=sys.stderr,
+                flush=True,
+            )
+        return path
+
+    def _stop_if_signalled(self, trainer) -> None:
+        if self.signum is not None and self.saved_to is None:
+            self._save(trainer)
+            self._restore_handlers()
+            raise SystemExit(128 + int(self.signum))
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self._stop_if_signalled(trainer)
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        if trainer.state.fn == "fit" and not trainer.sanity_checking:
+            self._stop_if_signalled(trainer)
+
+    def on_exception(self, trainer, pl_module, exception) -> None:
+        # Lightning stopped first (its SIGTERMException at an epoch or validation boundary): save here.
+        from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+        if self.saved_to is None and (self.signum is not None or isinstance(exception, SIGTERMException)):
+            self._save(trainer)
+        self._restore_handlers()
+
+    def teardown(self, trainer, pl_module, stage: str) -> None:
+        self._restore_handlers()
