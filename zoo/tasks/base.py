@@ -136,6 +136,8 @@ class ZooTask(pl.LightningModule):
 
     def configure_callbacks(self):
         """Every zoo task saves a checkpoint and exits 143 when preempted (SIGTERM/SIGUSR1), see ``checkpointing``."""
+        if self._trainer is not None and any(isinstance(cb, checkpointing.PreemptionCheckpoint) for cb in self.trainer.callbacks):
+            return []  # fit's, still there when `zoo fit` tests the best checkpoint
         return [checkpointing.PreemptionCheckpoint()]
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
