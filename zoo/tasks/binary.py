@@ -118,16 +118,16 @@ class PerceptronTask(BinaryClassificationTask):
         with torch.no_grad():
             score = self.net(xs).squeeze(-1)  # (N,) before this batch's updates, for the logged loss
             wrong = self.net.perceptron_update(xs, y, lr=self.hparams.lr)  # (N,) bool, the rule itself
-        # With no optimizer Lightning's global_step (= optimizer steps in manual optimisation) would
-        # stay 0, and ModelCheckpoint, which saves only when global_step moved, would never write a
-        # checkpoint. One rule pass over the batch counts as one step.
-        progress = self.trainer.fit_loop.epoch_loop.manual_optimization.optim_step_progress
-        progress.increment_ready()
-        progress.increment_completed()
+        # Lightning's global_step counts optimizer steps, and ModelCheckpoint saves only when it
+        # moved: one rule pass over the batch counts as one step of the step-counting optimizer.
+        self.optimizers().step()
         self.train_acc.update((~wrong).long(), torch.ones_like(y))
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, batch_size=len(y))
         self.log("train/mistakes", wrong.sum().float(), on_step=False, on_epoch=True, reduce_fx="sum", batch_size=len(y))
         self.log("train/loss", self.loss(score, y), on_step=True, on_epoch=True, batch_size=len(y))
 
     def configure_optimizers(self):
-        return None  # the perceptron rule updates the weights in training_step
+        # The rule updates the weights itself (training_step). This SGD only counts steps through
+        # Lightning's public manual-optimisation API: no backward pass ever fills .grad, and
+        # SGD.step skips parameters without a gradient, so it never changes a weight.
+        return torch.optim.SGD(self.net.parameters(), lr=0.0)
