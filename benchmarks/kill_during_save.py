@@ -26,10 +26,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _saver(directory: Path, io_name: str, mb: float, tmp: str, ready) -> None:
-    """The child: a run's start (stale temp files removed), then checkpoint saves until killed."""
-    import torch
+def _saver(directory: Path, io_name: str, state: dict, tmp: str, ready) -> None:
+    """The child: a run's start (stale temp files removed), then checkpoint saves until killed.
 
+    A forked child must not run torch's parallel (OpenMP) kernels once the parent has used its thread
+    pool: they can deadlock after fork (the 2M-element torch.randn the child used to make hung it in
+    the full test suite). So the state is built in the parent and the child only serialises it.
+    """
     from zoo.tasks.checkpointing import AtomicCheckpointIO, remove_stale_temp_files
 
     os.environ["TMPDIR"] = tmp
@@ -41,7 +44,6 @@ def _saver(directory: Path, io_name: str, mb: float, tmp: str, ready) -> None:
         from lightning.pytorch.plugins.io import TorchCheckpointIO
 
         io = TorchCheckpointIO()
-    state = {"w": torch.randn(int(mb * 2**20 / 4))}
     ready.set()
     step = 0
     while True:
@@ -76,6 +78,7 @@ def run(kills: int, mb: float, io: str, tmpdir: str, directory: Path | None = No
     import multiprocessing as mp
     import shutil
 
+    import numpy as np
     import torch
 
     sys.path.insert(0, str(ROOT))
@@ -89,9 +92,10 @@ def run(kills: int, mb: float, io: str, tmpdir: str, directory: Path | None = No
     directory.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="kill_during_save-tmp-", dir=tmpdir))
     truncated = checked = leaving_temp = 0
+    state = {"w": torch.from_numpy(np.random.default_rng(seed).standard_normal(int(mb * 2**20 / 4), dtype=np.float32))}
     for _ in range(kills):
         ready = ctx.Event()
-        proc = ctx.Process(target=_saver, args=(directory, io, mb, str(tmp), ready), daemon=True)
+        proc = ctx.Process(target=_saver, args=(directory, io, state, str(tmp), ready), daemon=True)
         proc.start()
         if not ready.wait(60):
             proc.kill()
