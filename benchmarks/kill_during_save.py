@@ -91,39 +91,42 @@ def run(kills: int, mb: float, io: str, tmpdir: str, directory: Path | None = No
     directory = Path(tempfile.mkdtemp(prefix="kill_during_save-", dir=ROOT)) if own_dir else directory
     directory.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="kill_during_save-tmp-", dir=tmpdir))
-    truncated = checked = leaving_temp = 0
-    state = {"w": torch.from_numpy(np.random.default_rng(seed).standard_normal(int(mb * 2**20 / 4), dtype=np.float32))}
-    for _ in range(kills):
-        ready = ctx.Event()
-        proc = ctx.Process(target=_saver, args=(directory, io, state, str(tmp), ready), daemon=True)
-        proc.start()
-        if not ready.wait(60):
-            proc.kill()
-            raise RuntimeError("the saving child did not start")
-        time.sleep(rng.uniform(0.05, 1.0))  # several saves take place in that window
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.join()
-        leaving_temp += bool(_temp_files(directory, tmp))
-    for f in sorted(directory.glob("*.ckpt")):
-        checked += 1
-        try:
-            torch.load(f, weights_only=True)
-        except Exception:
-            truncated += 1
-    if io == "zoo":
-        remove_stale_temp_files(directory)  # the next start (ZooTask.setup)
-    left = _temp_files(directory, tmp)
-    result = {
-        "kills": kills,
-        "checked": checked,
-        "truncated": truncated,
-        "kills_leaving_temp": leaving_temp,
-        "temp_left": len(left),
-        "temp_left_bytes": sum(p.stat().st_size for p in left),
-    }
-    shutil.rmtree(tmp, ignore_errors=True)
-    if own_dir:
-        shutil.rmtree(directory, ignore_errors=True)
+    try:
+        truncated = checked = leaving_temp = 0
+        state = {"w": torch.from_numpy(np.random.default_rng(seed).standard_normal(int(mb * 2**20 / 4), dtype=np.float32))}
+        for _ in range(kills):
+            ready = ctx.Event()
+            proc = ctx.Process(target=_saver, args=(directory, io, state, str(tmp), ready), daemon=True)
+            proc.start()
+            if not ready.wait(60):
+                proc.kill()
+                proc.join()
+                raise RuntimeError("the saving child did not start")
+            time.sleep(rng.uniform(0.05, 1.0))  # several saves take place in that window
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.join()
+            leaving_temp += bool(_temp_files(directory, tmp))
+        for f in sorted(directory.glob("*.ckpt")):
+            checked += 1
+            try:
+                torch.load(f, weights_only=True)
+            except Exception:
+                truncated += 1
+        if io == "zoo":
+            remove_stale_temp_files(directory)  # the next start (ZooTask.setup)
+        left = _temp_files(directory, tmp)
+        result = {
+            "kills": kills,
+            "checked": checked,
+            "truncated": truncated,
+            "kills_leaving_temp": leaving_temp,
+            "temp_left": len(left),
+            "temp_left_bytes": sum(p.stat().st_size for p in left),
+        }
+    finally:  # also when a child fails to start: no directory left behind
+        shutil.rmtree(tmp, ignore_errors=True)
+        if own_dir:
+            shutil.rmtree(directory, ignore_errors=True)
     return result
 
 
