@@ -161,3 +161,17 @@ def test_resume_at_an_epoch_boundary_is_bit_identical(tmp_path):
     assert a["epoch"] == b["epoch"] == 3
     for k, v in a["state_dict"].items():
         assert torch.equal(v, b["state_dict"][k]), k
+
+
+def test_zoo_test_with_a_good_checkpoint_url_runs(evil_server, tmp_path):
+    import shutil
+
+    url, _, local = evil_server
+    xor = str(ROOT / "configs/mlp_xor.yaml")
+    cli.main(["fit", "--config", xor, "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2",
+              "--trainer.enable_progress_bar", "false", "--checkpoint.dirpath", str(tmp_path / "run"),
+              "--trainer.default_root_dir", str(tmp_path / "run")])
+    shutil.copy(tmp_path / "run" / "last.ckpt", local.parent / "xor.ckpt")
+    cli.main(["test", "--config", xor, "--ckpt_path", url.replace("evil", "xor"), "--trainer.enable_progress_bar", "false",
+              "--trainer.default_root_dir", str(tmp_path / "test")])
+    assert list(checkpointing.cache_dir().glob("*xor.ckpt"))
