@@ -93,9 +93,11 @@ def main(argv: list[str] | None = None) -> None:
         if code:
             raise SystemExit(code)
         return
+    from zoo import cli_errors
     from zoo.lightning_cli import ZooCLI
 
-    ZooCLI(args=argv if argv != sys.argv[1:] else None)
+    # Errors the zoo can name become one line `error: <what>, <fix>` with exit code 2 (--debug: traceback).
+    cli_errors.run(lambda a: ZooCLI(args=a if a != sys.argv[1:] else None, parser_kwargs=cli_errors.PARSER_KWARGS), argv)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ Alerts (``action="warn"`` warns, ``action="stop"`` also sets ``trainer.should_st
 
 Every alert is kept in ``inspector.alerts`` (dicts with ``step``, ``kind``, ``layer``, ``value``).
 
-Non-finite values are checked on EVERY step (one fused ``torch._foreach_norm`` over the gradients
+Non-finite values are checked on EVERY step (one float64 norm per gradient, ``torch.linalg.vector_norm``,
 and one scalar sync): a NaN or Inf raises ``NonFiniteGradientError`` in
 ``on_before_optimizer_step``, i.e. before the optimizer applies the step and before any checkpoint
 of that step can be written. The message names the step and the first offending layer in forward
@@ -71,6 +71,18 @@ from .flow_picture import render_gradient_flow, save_png
 RELUS = (nn.ReLU, nn.ReLU6)
 SATURATING = (nn.Sigmoid, nn.Tanh, nn.Hardtanh, nn.Hardsigmoid)
 ACTIONS = ("warn", "stop")
+
+
+def _norms(tensors, ord: float = 2.0) -> torch.Tensor:
+    """Per-tensor norms, shape ``(len(tensors),)``, through public API (``torch.linalg.vector_norm``;
+    ``torch._foreach_norm`` is private and may change on an upgrade).
+
+    Computed in float64 (float32 where the device has no float64, MPS): the norm of finite but huge
+    float32 values (weights near 1e30 after a learning rate of 1e30) stays finite, so such a run is
+    reported as exploding, not as non-finite, and squares summed per layer do not overflow.
+    """
+    dtype = torch.float32 if tensors[0].device.type == "mps" else torch.float64
+    return torch.stack([torch.linalg.vector_norm(t, ord, dtype=dtype) for t in tensors])
 
 
 class NonFiniteGradientError(RuntimeError):
@@ -235,19 +247,19 @@ class GradientInspector(Callback):
         self._hooks = []
 
     def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
-        # This runs every step, so it is kept to one fused norm kernel and one scalar sync;
+        # This runs every step, so it is kept to one norm per gradient and one scalar sync;
         # everything else waits for the inspected steps (benchmarks/inspector_overhead.py).
         tensors = [p.grad for p in self._params if p.grad is not None]
         if not tensors:
             return
         norms = None
         if self.check_nonfinite or self._inspect:
-            norms = torch.stack(torch._foreach_norm(tensors))  # (n_params_with_grad,)
+            norms = _norms(tensors)  # (n_params_with_grad,)
         if self.check_nonfinite:
             amp = self._scaler(trainer) is not None  # fp16 AMP: the scaler owns non-finite gradients
             # Parameters: every step under AMP; otherwise on logging steps, at epoch ends and before
             # every checkpoint (on_save_checkpoint), which is what keeps non-finite values out of files.
-            pnorms = torch.stack(torch._foreach_norm(self._params)) if amp or self._full else None
+            pnorms = _norms(self._params) if amp or self._full else None
             # a sum of norms is finite iff every norm is (NaN and Inf propagate): one scalar to sync
             total = norms.sum() if pnorms is None else pnorms.sum() if amp else norms.sum() + pnorms.sum()
             # .item() + math.isfinite: the scalar comes to the host once, no further tensor op
@@ -257,19 +269,18 @@ class GradientInspector(Callback):
             return
         grads = [(i, p.grad) for i, p in zip(self._owner, self._params) if p.grad is not None]
         # per-layer L2 norm = sqrt(sum of squared parameter norms)
-        norms = norms.float()
         idx = torch.tensor([i for i, _ in grads], device=norms.device)
-        sq = torch.zeros(len(self._layers), device=norms.device).index_add_(0, idx, norms.square())
+        sq = torch.zeros(len(self._layers), dtype=norms.dtype, device=norms.device).index_add_(0, idx, norms.square())
         layer_norm = sq.sqrt().cpu()
         has = torch.zeros(len(self._layers), dtype=torch.bool).index_fill_(0, idx.cpu(), True)
         # mean and max |grad| per layer for the gradient-flow picture
-        l1 = torch.stack(torch._foreach_norm(tensors, 1)).float()
-        linf = torch.stack(torch._foreach_norm(tensors, math.inf)).float()
-        numel = torch.tensor([float(g.numel()) for g in tensors], device=l1.device)
+        l1 = _norms(tensors, 1)
+        linf = _norms(tensors, math.inf)
+        numel = torch.tensor([float(g.numel()) for g in tensors], dtype=l1.dtype, device=l1.device)
         n = len(self._layers)
-        l1_l = torch.zeros(n, device=l1.device).index_add_(0, idx, l1).cpu()
-        num_l = torch.zeros(n, device=l1.device).index_add_(0, idx, numel).cpu()
-        max_l = torch.zeros(n, device=l1.device).scatter_reduce_(0, idx, linf, "amax", include_self=False).cpu()
+        l1_l = torch.zeros(n, dtype=l1.dtype, device=l1.device).index_add_(0, idx, l1).cpu()
+        num_l = torch.zeros(n, dtype=l1.dtype, device=l1.device).index_add_(0, idx, numel).cpu()
+        max_l = torch.zeros(n, dtype=l1.dtype, device=l1.device).scatter_reduce_(0, idx, linf, "amax", include_self=False).cpu()
         metrics: dict[str, float] = {}
         for i, (name, _) in enumerate(self._layers):
             if not has[i]:
@@ -298,12 +309,12 @@ class GradientInspector(Callback):
             return
         if self._before is not None:
             after = [p.detach() for p in self._params]
-            d = torch.stack(torch._foreach_norm(torch._foreach_sub(after, self._before))).float()
-            w = torch.stack(torch._foreach_norm(self._before)).float()
+            d = _norms([a - b for a, b in zip(after, self._before)])
+            w = _norms(self._before)
             owner = torch.tensor(self._owner, device=d.device)
             n = len(self._layers)
-            dl = torch.zeros(n, device=d.device).index_add_(0, owner, d.square()).sqrt()
-            wl = torch.zeros(n, device=d.device).index_add_(0, owner, w.square()).sqrt()
+            dl = torch.zeros(n, dtype=d.dtype, device=d.device).index_add_(0, owner, d.square()).sqrt()
+            wl = torch.zeros(n, dtype=w.dtype, device=d.device).index_add_(0, owner, w.square()).sqrt()
             ratio = (dl / wl.clamp_min(1e-12)).cpu()
             for i, (name, _) in enumerate(self._layers):
                 metrics[f"update_ratio/{name}"] = float(ratio[i])
@@ -439,7 +450,7 @@ class GradientInspector(Callback):
         # Parameters once per epoch too (runs before ModelCheckpoint's epoch-end save, which
         # Lightning orders last), so a run without checkpoints is still told about an Inf weight.
         if self.check_nonfinite and self._params:
-            if not math.isfinite(torch.stack(torch._foreach_norm(self._params)).sum().item()):
+            if not math.isfinite(_norms(self._params).sum().item()):
                 self._raise_nonfinite(trainer, pl_module, "parameter")
         if not self._plot_epoch(trainer) or not self._flow:
             self._flow = {}

@@ -292,3 +292,22 @@ def test_two_ddp_processes_log_once_and_stop_together_at_a_planted_nan(tmp_path)
             trainer.fit(task, dm)
     rows = list(csv.DictReader(open(tmp_path / "lightning_logs" / "version_0" / "metrics.csv")))
     assert [int(r["step"]) for r in rows if r.get("grad/global_norm")] == [0, 2, 4]  # rank zero only, once each
+
+
+class _ScaleFirstLinear(Callback):
+    def __init__(self, factor):
+        self.factor = factor
+
+    def on_fit_start(self, trainer, pl_module):
+        first = next(m for m in pl_module.net.modules() if isinstance(m, torch.nn.Linear))
+        with torch.no_grad():
+            first.weight.mul_(self.factor)
+
+
+def test_finite_but_huge_weights_and_gradients_are_exploding_not_non_finite():
+    # First layer x1e21: hidden activations ~1e20, so the next layer's gradients ~1e20, finite in
+    # float32 but their squares (1e38+) are not: a float32 norm would call them non-finite.
+    inspector = GradientInspector(log_every_n_steps=1, exploding_threshold=1e3)
+    _fit({"hidden": [8]}, [_ScaleFirstLinear(1e21), inspector], max_epochs=1, optimizer="sgd", lr=1e-30)
+    exploding = [a for a in inspector.alerts if a["kind"] == "exploding"]
+    assert exploding and 1e15 < exploding[0]["value"] < float("inf")

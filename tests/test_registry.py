@@ -27,11 +27,21 @@ def test_unknown_name_suggests_closest():
 
 
 def test_duplicate_name_rejected():
-    with pytest.raises(ValueError, match="already registered"):
+    from zoo import _registry
 
-        @zoo.register_model(task="classification", input_shape=(4,), paper="-", name="mlp")
-        def mlp_again(**kw):  # pragma: no cover - never called
-            raise AssertionError
+    saved = dict(_registry._REGISTRY)
+    try:
+        with pytest.raises(ValueError, match="already registered"):
+
+            @zoo.register_model(task="classification", input_shape=(4,), paper="-", name="mlp")
+            def mlp_again(**kw):  # pragma: no cover - never called
+                raise AssertionError
+    finally:
+        # Should the check ever let the duplicate through, the tests after this one still see the real `mlp`.
+        changed = _registry._REGISTRY != saved
+        _registry._REGISTRY.clear()
+        _registry._REGISTRY.update(saved)
+    assert not changed
 
 
 @pytest.mark.parametrize("name", ALL)

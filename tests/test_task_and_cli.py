@@ -2,6 +2,7 @@
 
 import json
 import math
+import re
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -10,7 +11,7 @@ import torch
 
 import cli
 from cli import ZooCLI
-from datamodules import DigitsDataModule, SplitMismatchError
+from datamodules import DigitsDataModule
 from zoo.tasks import OPTIMIZERS, ClassificationTask
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -135,13 +136,15 @@ def test_fit_tests_the_best_checkpoint(capsys, tmp_path):
     # Resuming on another split stops before training, naming what changed; the checkpoint survives.
     last = next(tmp_path.rglob("last.ckpt"))
     before = last.read_bytes()
-    with pytest.raises(SplitMismatchError, match="split .*differs from the checkpoint"):
+    with pytest.raises(SystemExit) as exc:  # one line on stderr, exit 2 (zoo.cli_errors)
         cli.main(
             [
                 "fit", "--config", str(ROOT / "configs/mlp_digits.yaml"), "--data.init_args.seed", "5",
                 "--trainer.max_epochs", "3", "--trainer.default_root_dir", str(tmp_path), "--ckpt_path", str(last),
             ]
         )
+    assert exc.value.code == 2
+    assert re.search(r"error: .*split .*differs from the checkpoint", capsys.readouterr().err)
     assert last.read_bytes() == before
 
 

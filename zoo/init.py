@@ -15,31 +15,17 @@ import torch.nn as nn
 _CONV_LINEAR = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d)
 
 
-def _init_weight(w, scheme: str) -> None:
-    if scheme == "lecun_normal":
-        nn.init.kaiming_normal_(w, mode="fan_in", nonlinearity="linear")
-    elif scheme == "lecun_uniform":
-        nn.init.kaiming_uniform_(w, mode="fan_in", nonlinearity="linear")
-    elif scheme == "xavier_normal":
-        nn.init.xavier_normal_(w)
-    elif scheme == "xavier_uniform":
-        nn.init.xavier_uniform_(w)
-    elif scheme == "he_normal":
-        nn.init.kaiming_normal_(w, mode="fan_in", nonlinearity="relu")
-    elif scheme == "he_uniform":
-        nn.init.kaiming_uniform_(w, mode="fan_in", nonlinearity="relu")
-    else:  # pragma: no cover - guarded by INIT_SCHEMES
-        raise AssertionError(scheme)
+# One table from name to initialiser: INIT_SCHEMES is its keys, so a name cannot be accepted without one.
+_INITIALISERS = {
+    "lecun_normal": lambda w: nn.init.kaiming_normal_(w, mode="fan_in", nonlinearity="linear"),
+    "lecun_uniform": lambda w: nn.init.kaiming_uniform_(w, mode="fan_in", nonlinearity="linear"),
+    "xavier_normal": nn.init.xavier_normal_,
+    "xavier_uniform": nn.init.xavier_uniform_,
+    "he_normal": lambda w: nn.init.kaiming_normal_(w, mode="fan_in", nonlinearity="relu"),
+    "he_uniform": lambda w: nn.init.kaiming_uniform_(w, mode="fan_in", nonlinearity="relu"),
+}
 
-
-INIT_SCHEMES = (
-    "lecun_normal",
-    "lecun_uniform",
-    "xavier_normal",
-    "xavier_uniform",
-    "he_normal",
-    "he_uniform",
-)
+INIT_SCHEMES = tuple(_INITIALISERS)
 
 
 def init_weights(module: nn.Module, scheme: str) -> nn.Module:
@@ -48,7 +34,7 @@ def init_weights(module: nn.Module, scheme: str) -> nn.Module:
         raise ValueError(f"unknown init scheme {scheme!r}; choose one of {list(INIT_SCHEMES)}")
     for m in module.modules():
         if isinstance(m, _CONV_LINEAR):
-            _init_weight(m.weight, scheme)
+            _INITIALISERS[scheme](m.weight)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
     return module

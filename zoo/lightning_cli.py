@@ -16,6 +16,7 @@ from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 
 import datamodules  # noqa: F401  (registers the DataModules for class_path short names)
+from zoo import cli_errors
 from zoo.tasks import ZooTask
 
 
@@ -80,6 +81,22 @@ class ZooCLI(LightningCLI):
                 "checkpoint.save_last": True,
             }
         )
+
+    def parse_arguments(self, parser, args) -> None:
+        """Parse, then check what can be checked before any data is loaded (``zoo.cli_errors``): the output
+        directories are writable, ``--ckpt_path`` is a readable checkpoint of this model and data set."""
+        super().parse_arguments(parser, args)
+        cfg = self.config.get(self.config.get("subcommand")) if self.config.get("subcommand") else self.config
+        import os
+
+        cli_errors.check_output_dir(cfg.get("trainer.default_root_dir") or os.getcwd(), "trainer.default_root_dir")
+        cli_errors.check_output_dir(cfg.get("checkpoint.dirpath"), "checkpoint.dirpath")
+        cli_errors.check_checkpoint(cfg.get("ckpt_path"), cfg.get("model"), cfg.get("data"))
+        self._given_linked = cli_errors.given_linked_values(cfg.get("model"))
+
+    def after_instantiate_classes(self) -> None:
+        # The data's num_classes/input_shape/preprocessing replaced any value the config gave; say so.
+        cli_errors.check_linked_values(getattr(self, "_given_linked", {}), self.datamodule)
 
     def before_instantiate_classes(self) -> None:
         """Apply the task's early-stopping preset to every ``early_stopping.*`` value left at its default.

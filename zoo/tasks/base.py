@@ -17,7 +17,19 @@ import torch.nn as nn
 import zoo
 from zoo.layers import InputTransform
 
-OPTIMIZERS = ("sgd", "adagrad", "adadelta", "rmsprop", "adam", "adamw")
+from . import checkpointing
+
+# One table from name to optimizer class and the plain hyper-parameters it takes besides lr and
+# weight_decay; OPTIMIZERS is its keys, so no name can fall through to another optimizer.
+OPTIMIZER_TABLE: dict[str, tuple[type[torch.optim.Optimizer], tuple[str, ...]]] = {
+    "sgd": (torch.optim.SGD, ("momentum", "nesterov")),
+    "adagrad": (torch.optim.Adagrad, ()),
+    "adadelta": (torch.optim.Adadelta, ()),
+    "rmsprop": (torch.optim.RMSprop, ("momentum",)),
+    "adam": (torch.optim.Adam, ()),
+    "adamw": (torch.optim.AdamW, ()),
+}
+OPTIMIZERS = tuple(OPTIMIZER_TABLE)
 SCHEDULERS = ("step", "cosine", "onecycle")
 
 
@@ -133,6 +145,8 @@ class ZooTask(pl.LightningModule):
         Lightning calls the DataModule's ``setup`` first, so its statistics exist here; we copy them
         into the hyper-parameters (saved with every checkpoint) and rebuild the transform.
         """
+        if self._trainer is not None:
+            checkpointing.install(self.trainer)  # weights_only loads (URLs too), atomic saves
         dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         spec = getattr(dm, "preprocessing", None)
         if not spec:
@@ -147,6 +161,32 @@ class ZooTask(pl.LightningModule):
             )
         self.hparams["preprocessing"] = spec
         self.preprocess = InputTransform(spec).to(self.device)
+
+    # ------------------------------------------------------------------------------ checkpoints
+
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path, map_location=None, hparams_file=None, strict=None, weights_only=None, **kwargs):
+        """Lightning's ``load_from_checkpoint``, always with ``weights_only=True``; a URL is downloaded to a
+        cache first (Lightning would unpickle it with ``weights_only=False``). See ``checkpointing``."""
+        path = checkpointing.safe_load_path(checkpoint_path, weights_only)
+        return super().load_from_checkpoint(path, map_location, hparams_file, strict, weights_only=True, **kwargs)
+
+    def configure_callbacks(self):
+        """Every zoo task saves a checkpoint and exits 143 when preempted (SIGTERM/SIGUSR1), see ``checkpointing``."""
+        if self._trainer is not None and any(isinstance(cb, checkpointing.PreemptionCheckpoint) for cb in self.trainer.callbacks):
+            return []  # fit's, still there when `zoo fit` tests the best checkpoint
+        return [checkpointing.PreemptionCheckpoint()]
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # A checkpoint written mid-epoch (every_n_train_steps, a signal) must not hold weights a
+        # non-finite loss already ruined: refuse before Lightning writes the file (lean step, below).
+        self._check_finite_loss()
+        checkpoint[checkpointing.RNG_KEY] = checkpointing.collect_rng_states()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Only when fitting resumes: a test or a load_from_checkpoint must not reset the caller's RNGs.
+        if self._trainer is not None and self.trainer.state.fn == "fit" and checkpointing.RNG_KEY in checkpoint:
+            checkpointing.set_rng_states(checkpoint[checkpointing.RNG_KEY])
 
     # ------------------------------------------------------------------------------------ model
 
@@ -310,31 +350,14 @@ class ZooTask(pl.LightningModule):
     def on_test_epoch_end(self) -> None:
         self._log_eval_epoch("test")
 
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        # A checkpoint written mid-epoch (every_n_train_steps, a signal) must not hold weights a
-        # non-finite loss already ruined: refuse before Lightning writes the file.
-        self._check_finite_loss()
-
     # ------------------------------------------------------------------------------- optimizers
 
     def configure_optimizers(self):
         hp = self.hparams
         params = [p for p in self.parameters() if p.requires_grad]
-        extra = dict(hp.optimizer_kwargs)
-        wd = hp.weight_decay
-        name = hp.optimizer
-        if name == "sgd":
-            opt = torch.optim.SGD(params, lr=hp.lr, momentum=hp.momentum, nesterov=hp.nesterov, weight_decay=wd, **extra)
-        elif name == "adagrad":
-            opt = torch.optim.Adagrad(params, lr=hp.lr, weight_decay=wd, **extra)
-        elif name == "adadelta":
-            opt = torch.optim.Adadelta(params, lr=hp.lr, weight_decay=wd, **extra)
-        elif name == "rmsprop":
-            opt = torch.optim.RMSprop(params, lr=hp.lr, momentum=hp.momentum, weight_decay=wd, **extra)
-        elif name == "adam":
-            opt = torch.optim.Adam(params, lr=hp.lr, weight_decay=wd, **extra)
-        else:
-            opt = torch.optim.AdamW(params, lr=hp.lr, weight_decay=wd, **extra)
+        cls, takes = OPTIMIZER_TABLE[hp.optimizer]
+        extra = {k: hp[k] for k in takes}
+        opt = cls(params, lr=hp.lr, weight_decay=hp.weight_decay, **extra, **hp.optimizer_kwargs)
         if hp.scheduler is None:
             return opt
         kw = dict(hp.scheduler_kwargs)
@@ -342,13 +365,30 @@ class ZooTask(pl.LightningModule):
             sched = torch.optim.lr_scheduler.StepLR(opt, step_size=kw.pop("step_size", 10), gamma=kw.pop("gamma", 0.1), **kw)
             return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
         if hp.scheduler == "cosine":
-            t_max = kw.pop("T_max", None) or max(int(self.trainer.max_epochs or 1), 1)
+            t_max, interval = (kw.pop("T_max"), "epoch") if kw.get("T_max") else self._horizon("cosine", "T_max")
             sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=t_max, **kw)
-            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": interval}}
         # One-cycle (Smith & Topin, 2019, "Super-convergence") steps every batch over the whole run.
-        total = int(self.trainer.estimated_stepping_batches)
+        if not kw.get("total_steps"):
+            self._horizon("onecycle", "total_steps")
+        total = kw.pop("total_steps", None) or int(self.trainer.estimated_stepping_batches)
         # Momentum cycling needs a momentum (SGD, RMSprop) or beta1 (Adam, AdamW); Adagrad and Adadelta have neither.
         d = opt.defaults
         kw.setdefault("cycle_momentum", "betas" in d or d.get("momentum", 0) > 0)
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=kw.pop("max_lr", hp.lr), total_steps=total, **kw)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def _horizon(self, scheduler: str, key: str) -> tuple[int, str]:
+        """The run's length as ``(count, "epoch" | "step")``: ``trainer.max_epochs``, else ``trainer.max_steps``,
+        else an error. A schedule over ``max_epochs: -1`` (train until stopped) would otherwise anneal
+        over one epoch (or zero steps) and leave the learning rate at its minimum, silently."""
+        max_epochs, max_steps = self.trainer.max_epochs, self.trainer.max_steps
+        if max_epochs is not None and max_epochs > 0:
+            return int(max_epochs), "epoch"
+        if max_steps is not None and max_steps > 0:
+            return int(max_steps), "step"
+        raise ValueError(
+            f"model.scheduler {scheduler!r} needs the length of the run, but trainer.max_epochs is {max_epochs} "
+            f"(no limit) and trainer.max_steps is {max_steps}, set trainer.max_epochs or trainer.max_steps, "
+            f"or model.scheduler_kwargs.{key}"
+        )

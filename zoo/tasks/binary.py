@@ -124,15 +124,13 @@ class PerceptronTask(BinaryClassificationTask):
         with torch.no_grad():
             score = self.net(xs).squeeze(-1)  # (N,) before this batch's updates, for the logged loss
             wrong = self.net.perceptron_update(xs, y, lr=self.hparams.lr)  # (N,) bool, the rule itself
-        # With no optimizer Lightning's global_step (= optimizer steps in manual optimisation) would
-        # stay 0, and ModelCheckpoint, which saves only when global_step moved, would never write a
-        # checkpoint. One rule pass over the batch counts as one step.
-        progress = self.trainer.fit_loop.epoch_loop.manual_optimization.optim_step_progress
-        progress.increment_ready()
-        progress.increment_completed()
         # Device counts only (no host sync): train/acc = right before the update / rows, and
         # train/mistakes = updates in the epoch (a total, see train_totals); ZooTask logs both per epoch.
+        # Recorded before the step below, which moves global_step.
         self.track_train(batch_idx, self.loss(score, y), len(y), {"acc": (~wrong).sum(), "mistakes": wrong.sum()})
+        # Lightning's global_step counts optimizer steps, and ModelCheckpoint saves only when it
+        # moved: one rule pass over the batch counts as one step of the step-counting optimizer.
+        self.optimizers().step()
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         """Under DDP every rank trains on the GLOBAL batch (all ranks' shards, gathered).
@@ -154,4 +152,7 @@ class PerceptronTask(BinaryClassificationTask):
         return x, y
 
     def configure_optimizers(self):
-        return None  # the perceptron rule updates the weights in training_step
+        # The rule updates the weights itself (training_step). This SGD only counts steps through
+        # Lightning's public manual-optimisation API: no backward pass ever fills .grad, and
+        # SGD.step skips parameters without a gradient, so it never changes a weight.
+        return torch.optim.SGD(self.net.parameters(), lr=0.0)

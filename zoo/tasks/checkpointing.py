@@ -1,0 +1,323 @@
+"""Checkpoint safety: nothing in a checkpoint ever runs, and a checkpoint on disk is never half-written.
+
+``AtomicCheckpointIO`` is the ``CheckpointIO`` plugin every zoo task installs (``ZooTask.setup``)
+when the trainer uses Lightning's default one:
+
+* **Loading** (``--ckpt_path``, ``trainer.fit/test(ckpt_path=...)``) always unpickles with
+  ``weights_only=True``. Lightning's own loader (``lightning.fabric.utilities.cloud_io._load``)
+  switches to ``weights_only=False`` for ``http(s)://`` paths, which runs any pickle payload a
+  remote file carries; here a URL is first downloaded to a cache (``cached_download``) and read
+  like a local file. ``weights_only=False`` is refused.
+* **Saving** writes a temporary file *in the destination directory*, fsyncs it and renames it over
+  the target (``os.replace`` is atomic within one filesystem), so a kill at any moment leaves the
+  old file or the new one. Lightning's ``_atomic_save`` goes through an fsspec transaction whose
+  temporary file lives in ``TMPDIR``; when that is another filesystem (a RAM-backed ``/dev/shm``)
+  the final move is a copy, and a kill during it truncates the checkpoint.
+* ``remove_stale_temp_files`` deletes the temporary files a killed run left behind; tasks call it
+  at the next start for every checkpoint directory.
+
+``ZooTask.load_from_checkpoint`` goes through ``safe_load_path`` too (URL -> cache, ``weights_only``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import socket
+import tempfile
+import time
+import urllib.parse
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import torch
+from lightning.fabric.utilities.cloud_io import get_filesystem
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+TEMP_SUFFIX = ".zoo-tmp"
+_UMASK = os.umask(0)
+os.umask(_UMASK)  # read once: mkstemp creates files 0600, checkpoints get the usual 0666 & ~umask
+
+
+def cache_dir() -> Path:
+    """Where downloaded checkpoints are kept: ``$ZOO_CACHE_DIR`` or ``~/.cache/lightning-zoo/checkpoints``."""
+    env = os.environ.get("ZOO_CACHE_DIR")
+    return Path(env) if env else Path.home() / ".cache" / "lightning-zoo" / "checkpoints"
+
+
+def is_url(path: Any) -> bool:
+    return isinstance(path, (str, Path)) and str(path).split("://", 1)[0].lower() in ("http", "https")
+
+
+def cached_download(url: str) -> Path:
+    """Download ``url`` once into ``cache_dir()`` (name: hash of the URL + its file name) and return the path.
+
+    ``torch.hub.download_url_to_file`` writes a temporary file next to the target and renames it, so
+    an interrupted download never leaves a partial file under the final name.
+    """
+    name = Path(urllib.parse.urlparse(url).path).name or "checkpoint.ckpt"
+    dst = cache_dir() / f"{hashlib.sha256(url.encode()).hexdigest()[:16]}-{name}"
+    if not dst.exists():
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        torch.hub.download_url_to_file(url, str(dst), progress=False)
+    return dst
+
+
+def _check_weights_only(weights_only: Optional[bool]) -> None:
+    if weights_only is False:
+        raise ValueError(
+            "weights_only=False: the zoo never unpickles arbitrary objects from a checkpoint (a pickle can run code); "
+            "leave weights_only unset, zoo checkpoints hold only tensors and plain values"
+        )
+
+
+def safe_load_path(path: Any, weights_only: Optional[bool] = None) -> Any:
+    """The local path to read for ``path`` (a URL is downloaded to the cache); refuses ``weights_only=False``."""
+    _check_weights_only(weights_only)
+    return cached_download(str(path)) if is_url(path) else path
+
+
+def _owner_tag() -> str:
+    return f"{socket.gethostname().replace('.', '_')}-{os.getpid()}"
+
+
+_TEMP_RE = re.compile(r"\.(?P<host>[^.]+)-(?P<pid>\d+)\.[^.]+" + re.escape(TEMP_SUFFIX) + "$")
+
+
+def _writer_gone(p: Path) -> bool:
+    """True when the process that wrote temp file ``p`` no longer runs (same host: its pid is gone;
+    another host sharing the filesystem: untouched for 10 minutes)."""
+    m = _TEMP_RE.search(p.name)
+    if m is None:
+        return False
+    if m["host"] != socket.gethostname().replace(".", "_"):
+        return time.time() - p.stat().st_mtime > 600
+    try:
+        os.kill(int(m["pid"]), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False  # the writer still runs
+
+
+def remove_stale_temp_files(directory: Any) -> list[Path]:
+    """Delete the temporary checkpoint files a killed save left in ``directory``.
+
+    Only names this module creates (``.<target>.<host>-<pid>.<random>.zoo-tmp``) whose writer is
+    gone are touched, so a run still saving into the same directory keeps its temp file.
+    Tasks call it at the next start (``setup``) and when a checkpoint of that directory is loaded.
+    """
+    d = Path(directory)
+    removed = []
+    if d.is_dir():
+        for p in d.glob(f".*{TEMP_SUFFIX}"):
+            try:
+                if _writer_gone(p):
+                    p.unlink()
+                    removed.append(p)
+            except FileNotFoundError:
+                pass
+    return removed
+
+
+def atomic_torch_save(obj: Any, path: Any) -> None:
+    """``torch.save`` to a temp file in ``path``'s directory, fsync, rename over ``path``, fsync the directory."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{_owner_tag()}.", suffix=TEMP_SUFFIX, dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), 0o666 & ~_UMASK)
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    # The rename lives in the directory entry: fsync it too, or a power cut can undo it.
+    dfd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
+def _is_local(path: Any) -> bool:
+    return type(get_filesystem(path)).__name__ == "LocalFileSystem"
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's ``TorchCheckpointIO`` with atomic local saves and ``weights_only=True`` loads (see module doc)."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Optional[Any] = None) -> None:
+        if storage_options is not None or not _is_local(path):
+            # Object stores have their own atomic put; the parent handles them (and rejects storage_options).
+            return super().save_checkpoint(checkpoint, path, storage_options)
+        atomic_torch_save(checkpoint, path)
+
+    def load_checkpoint(
+        self,
+        path: Any,
+        map_location: Optional[Callable] = lambda storage, loc: storage,
+        weights_only: Optional[bool] = None,
+    ) -> dict[str, Any]:
+        local = safe_load_path(path, weights_only)
+        if not is_url(path) and _is_local(local):
+            remove_stale_temp_files(Path(local).parent)  # resuming a killed run: its leftovers go
+        return super().load_checkpoint(local, map_location=map_location, weights_only=True)
+
+
+def install(trainer: Any) -> None:
+    """Put ``AtomicCheckpointIO`` in place of Lightning's default ``TorchCheckpointIO`` (a user's own plugin stays),
+    and remove the temp files a killed run left in the checkpoint directories."""
+    strategy = trainer.strategy
+    if type(strategy.checkpoint_io) is TorchCheckpointIO:
+        strategy.checkpoint_io = AtomicCheckpointIO()
+    if trainer.is_global_zero:
+        for cb in trainer.checkpoint_callbacks:
+            dirpath = getattr(cb, "dirpath", None)
+            if dirpath and _is_local(dirpath):
+                remove_stale_temp_files(dirpath)
+
+
+# ------------------------------------------------------------------------------ RNG states
+# What decides the next epoch besides the weights and optimizer: the shuffle order (the DataLoader's
+# RandomSampler seeds itself from the global torch RNG when the epoch's iterator is made), dropout
+# and augmentations (global torch/numpy/python RNGs). Saved with every checkpoint and restored when
+# fitting resumes, so a run resumed at an epoch boundary draws what the uninterrupted run drew.
+# Written here rather than with lightning.fabric.utilities.seed._collect_rng_states, a private name.
+# Stored as tensors and plain values so the checkpoint stays loadable with weights_only=True.
+
+RNG_KEY = "zoo_rng_states"
+
+
+def collect_rng_states() -> dict[str, Any]:
+    import random
+
+    import numpy as np
+
+    name, keys, pos, has_gauss, gauss = np.random.get_state()
+    version, internal, gauss_next = random.getstate()
+    states: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": [name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss)],
+        "python": [version, torch.tensor(internal, dtype=torch.int64), gauss_next],
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def set_rng_states(states: dict[str, Any]) -> None:
+    import random
+
+    import numpy as np
+
+    torch.set_rng_state(states["torch"])
+    name, keys, pos, has_gauss, gauss = states["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    version, internal, gauss_next = states["python"]
+    random.setstate((version, tuple(int(v) for v in internal.tolist()), gauss_next))
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+# ------------------------------------------------------------------------------ preemption
+
+
+class PreemptionCheckpoint(Callback):
+    """On SIGTERM or SIGUSR1 during ``fit`` (a scheduler preempting the job), save a checkpoint at the
+    current step, say where on stderr, and exit with ``128 + signal`` (143 for SIGTERM).
+
+    Why not Lightning alone: on SIGTERM it finishes the running training epoch and then raises
+    ``SIGTERMException``, a ``SystemExit`` with code 0, without saving, so the epoch is lost and a
+    script cannot tell preemption from a finished run; SIGUSR1 it handles only under SLURM
+    auto-requeue. This callback stops after the current batch instead. The checkpoint is
+    ``<checkpoint dir>/last.ckpt`` (written atomically), so ``--ckpt_path last`` continues from it.
+    Every zoo task adds it (``ZooTask.configure_callbacks``).
+    """
+
+    SIGNALS = ("SIGTERM", "SIGUSR1")
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self.saved_to: Path | None = None
+        self._previous: dict[int, Any] = {}
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        # Registered after Lightning's own handlers (Trainer._run installs them before this hook),
+        # and chained to them, so Lightning's SIGTERM bookkeeping (DDP broadcast) and SLURM requeue still run.
+        import signal
+        import threading
+
+        if threading.current_thread() is not threading.main_thread():
+            return  # signal handlers can only be set from the main thread
+        self.signum, self.saved_to = None, None
+        for name in self.SIGNALS:
+            if hasattr(signal, name):
+                sig = getattr(signal, name)
+                self._previous[sig] = signal.signal(sig, self._handler)
+
+    def _handler(self, signum, frame) -> None:
+        self.signum = signum
+        previous = self._previous.get(signum)
+        if callable(previous):
+            previous(signum, frame)
+
+    def _restore_handlers(self) -> None:
+        import signal
+
+        for sig, previous in self._previous.items():
+            if signal.getsignal(sig) == self._handler:
+                signal.signal(sig, previous if previous is not None else signal.SIG_DFL)
+        self._previous = {}
+
+    def _save(self, trainer) -> Path:
+        cb = trainer.checkpoint_callback
+        directory = Path(cb.dirpath) if cb is not None and cb.dirpath else Path(trainer.default_root_dir)
+        path = directory / "last.ckpt"
+        trainer.save_checkpoint(path)
+        self.saved_to = path
+        if trainer.is_global_zero:
+            import signal
+            import sys
+
+            name = signal.Signals(self.signum).name if self.signum else "SIGTERM"
+            print(
+                f"{name} received: checkpoint of step {trainer.global_step} (epoch {trainer.current_epoch}) saved to {path}; "
+                "continue with --ckpt_path last",
+                file=sys.stderr,
+                flush=True,
+            )
+        return path
+
+    def _stop_if_signalled(self, trainer) -> None:
+        if self.signum is not None and self.saved_to is None:
+            self._save(trainer)
+            self._restore_handlers()
+            raise SystemExit(128 + int(self.signum))
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self._stop_if_signalled(trainer)
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        if trainer.state.fn == "fit" and not trainer.sanity_checking:
+            self._stop_if_signalled(trainer)
+
+    def on_exception(self, trainer, pl_module, exception) -> None:
+        # Lightning stopped first (its SIGTERMException at an epoch or validation boundary): save here.
+        from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+        if self.saved_to is None and (self.signum is not None or isinstance(exception, SIGTERMException)):
+            self._save(trainer)
+        self._restore_handlers()
+
+    def teardown(self, trainer, pl_module, stage: str) -> None:
+        self._restore_handlers()
