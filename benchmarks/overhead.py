@@ -19,9 +19,8 @@ the validation rows:
 
 How it is measured. Two runs of the same thing differ by 10-20 % on a small shared CPU, so the
 four are run in ONE process and their epochs interleaved: each runs in its own thread, and a turn
-token lets exactly one of them run one epoch at a time, in the order raw, bare, zoo, zoo as run,
-raw, ... (threads never run together; torch's thread pool is theirs alone during the turn). An
-epoch is timed from its start to the start of the next (training, validation, checkpointing,
+token lets exactly one of them run one epoch at a time, in an order shuffled every round
+(threads never run together; torch's thread pool is theirs alone during the turn). An epoch is timed from its start to the start of the next (training, validation, checkpointing,
 logging: all of it). The first round is warm-up. Each variant's epoch is divided by the raw
 loop's epoch of the same round, and the table gives the median ratio over rounds with the
 interquartile range. A second table times one pass over the training loader alone: the
@@ -57,6 +56,9 @@ MODELS = {
     "lenet5": ("lenet5", {"act": "tanh", "pool": "avg"}, "digits32", 32),
     "resnet18": ("resnet18", {}, "synthetic", 128),
 }
+# Measured rounds per model (--rounds overrides): many for the second-long epochs of the small
+# models, whose per-round ratios spread most; ResNet-18's 14 s CPU epochs make 12 rounds ~13 min.
+ROUNDS = {"mlp": 30, "lenet5": 30, "resnet18": 12}
 
 
 def datamodule_args(data: str, batch: int) -> list[str]:
@@ -91,25 +93,40 @@ def _synthetic_images():
 
 
 class _Turns:
-    """A token passed round-robin between the variants' threads: one epoch each, in order."""
+    """A token passed between the variants' threads: one epoch each per round, in an order shuffled
+    every round (seeded), so that no variant always runs right after the same neighbour."""
 
-    def __init__(self, names) -> None:
-        self.names, self.turn, self.cond = list(names), 0, threading.Condition()
+    def __init__(self, names, seed: int = 0) -> None:
+        import random
+
+        self.names, self.rng, self.cond = list(names), random.Random(seed), threading.Condition()
         self.times: dict[str, list[float]] = {n: [] for n in self.names}  # wall s per epoch
         self.cpu: dict[str, list[float]] = {n: [] for n in self.names}  # process CPU s per epoch
         self.done: set[str] = set()
         self._start: dict[str, tuple[float, float]] = {}
+        self.order, self.pos = list(self.names), 0  # the first round (warm-up) in the listed order
+
+    @property
+    def current(self) -> str:
+        return self.order[self.pos]
+
+    def _advance(self) -> None:
+        self.pos += 1
+        while True:
+            if self.pos >= len(self.order):  # a new round: the variants still running, shuffled
+                self.order = [n for n in self.names if n not in self.done]
+                if not self.order:
+                    return
+                self.rng.shuffle(self.order)
+                self.pos = 0
+            if self.order[self.pos] not in self.done:
+                return
+            self.pos += 1
 
     def _close(self, name: str) -> None:
         wall, cpu = self._start.pop(name)
         self.times[name].append(time.perf_counter() - wall)
         self.cpu[name].append(time.process_time() - cpu)
-
-    def _advance(self) -> None:
-        for _ in self.names:
-            self.turn = (self.turn + 1) % len(self.names)
-            if self.names[self.turn] not in self.done:
-                return
 
     def begin(self, name: str) -> None:
         """Called at the start of every epoch: closes the previous one, waits for the turn."""
@@ -118,7 +135,7 @@ class _Turns:
                 self._close(name)
                 self._advance()
                 self.cond.notify_all()
-            self.cond.wait_for(lambda: self.names[self.turn] == name)
+            self.cond.wait_for(lambda: bool(self.order) and self.current == name)
             self._start[name] = (time.perf_counter(), time.process_time())
 
     def end(self, name: str) -> None:
@@ -321,7 +338,7 @@ def table(results: list[dict]) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--rounds", type=int, default=12, help="measured epochs per variant (after one warm-up)")
+    p.add_argument("--rounds", type=int, default=None, help=f"measured epochs per variant after one warm-up (default {ROUNDS})")
     p.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     p.add_argument("--synthetic-rows", type=int, default=SYNTHETIC_ROWS, help="ResNet-18's training rows")
     p.add_argument("--write-readme", action="store_true")
@@ -332,11 +349,12 @@ def main() -> None:
     results = []
     for key in a.models:
         t = time.perf_counter()
-        results.append(run_model(key, a.rounds))
+        results.append(run_model(key, a.rounds or ROUNDS[key]))
         print(f"{key}: {time.perf_counter() - t:.0f} s", file=sys.stderr)
     text = table(results)
-    cmd = "uv run python benchmarks/overhead.py" + ("" if a.rounds == 12 else f" --rounds {a.rounds}")
-    footer = (f"\nPer-epoch time relative to the raw loop (median over {results[0]['rounds']} interleaved rounds, "
+    cmd = "uv run python benchmarks/overhead.py" + (f" --rounds {a.rounds}" if a.rounds else "")
+    rounds = ", ".join(f"{r['model']} {r['rounds']}" for r in results)
+    footer = (f"\nPer-epoch time relative to the raw loop (median over interleaved rounds, {rounds}; "
               f"interquartile range in brackets). Measured on {machine()}, {time.strftime('%Y-%m-%d')}, "
               f"by `{cmd} --write-readme`; CUDA: not measured (no GPU on this machine).\n")
     print(text + "\n" + footer)
