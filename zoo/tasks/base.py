@@ -265,7 +265,7 @@ class ZooTask(pl.LightningModule):
             # self.log builds a fresh result object per call (~1.5-4 ms of Python here, measured with
             # cProfile: benchmarks/overhead.py). Not on the progress bar: Lightning .item()s every
             # progress-bar value after EVERY batch, a host sync per step; the bar shows epoch means.
-            metrics = {"train/loss_step": float(loss), "epoch": self.current_epoch}
+            metrics = {"train/loss_step": float(loss.detach()), "epoch": self.current_epoch}
             for logger in self.loggers:
                 logger.log_metrics(metrics, step=step)
 
