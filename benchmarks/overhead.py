@@ -353,6 +353,8 @@ def main() -> None:
         print(f"{key}: {time.perf_counter() - t:.0f} s", file=sys.stderr)
     text = table(results)
     cmd = "uv run python benchmarks/overhead.py" + (f" --rounds {a.rounds}" if a.rounds else "")
+    if a.models != list(MODELS):
+        cmd += " --models " + " ".join(a.models)
     rounds = ", ".join(f"{r['model']} {r['rounds']}" for r in results)
     footer = (f"\nPer-epoch time relative to the raw loop (median over interleaved rounds, {rounds}; "
               f"interquartile range in brackets). Measured on {machine()}, {time.strftime('%Y-%m-%d')}, "
