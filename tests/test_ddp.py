@@ -221,6 +221,27 @@ def test_checkpoints_resume_across_process_counts_and_two_nodes_on_the_loopback(
     assert _rel_dist(one_to_two["state_dict"], two_to_one["state_dict"], w0) < UPDATE_RTOL
 
 
+def test_two_process_perceptron_counts_each_training_row_once(runs):
+    """Every rank trains on the gathered global batch, so its counts are global already: each
+    epoch's train/mistakes must be the wrong fraction of the (padded) training rows, not twice it."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    mistakes, right = [], []
+    for events in _files(runs / "ddp" / "perceptron", "events.out.tfevents.*"):  # fit's, then test's
+        acc = EventAccumulator(str(events))
+        acc.Reload()
+        if "train/mistakes" in acc.Tags()["scalars"]:
+            mistakes += [e.value for e in acc.Scalars("train/mistakes")]
+            right += [e.value for e in acc.Scalars("train/acc")]
+    c = cli.ZooCLI(args=_argv("fit", "perceptron", runs / "count")[1:], run=False)
+    c.datamodule.setup("fit")
+    rows = len(c.datamodule.datasets["train"])
+    rows += rows % 2  # the DistributedSampler pads to a multiple of the two ranks
+    assert len(mistakes) == 2 and mistakes[0] > 0  # epoch 0 makes mistakes: the check below can fail
+    for m, a in zip(mistakes, right):
+        assert m == pytest.approx((1 - a) * rows, abs=1e-3)
+
+
 def test_two_process_perceptron_applies_the_rule_to_every_training_row_in_the_global_order(runs, tmp_path):
     """The two-process perceptron equals the rule replayed over ALL training rows in the order the
     two ranks hold them together: Lightning's DistributedSampler draws ``randperm(n)`` seeded with

@@ -234,6 +234,9 @@ class ZooTask(pl.LightningModule):
 
     #: names of ``_train_step`` sums logged as epoch totals rather than per-row means
     train_totals: tuple[str, ...] = ()
+    #: True when every rank trains on the gathered global batch (the perceptron under DDP): its
+    #: sums are global already, and reducing them across ranks would count every row once per rank
+    train_batches_are_global: bool = False
 
     def on_train_epoch_start(self) -> None:
         led = self._ledger
@@ -310,9 +313,11 @@ class ZooTask(pl.LightningModule):
         rows_at = torch.tensor(led.rows, dtype=buf.dtype, device=buf.device)  # (n,)
         sums = buf[:n].sum(0)  # (1 + k,) on the device
         sums[0] = (buf[:n, 0] * rows_at).sum()  # the loss column holds batch means: weight by rows
-        # Exact weighted means over every rank's rows: the sums are reduced, not the per-rank means.
-        sums = self.trainer.strategy.reduce(sums, reduce_op="sum")
-        rows = self.trainer.strategy.reduce(rows_at.sum(), reduce_op="sum")
+        rows = rows_at.sum()
+        if not self.train_batches_are_global:
+            # Exact weighted means over every rank's rows: the sums are reduced, not the per-rank means.
+            sums = self.trainer.strategy.reduce(sums, reduce_op="sum")
+            rows = self.trainer.strategy.reduce(rows, reduce_op="sum")
         means = sums / rows
         logged = {"train/loss": means[0]}
         logged.update({f"train/{k}": (sums if k in self.train_totals else means)[1 + j] for j, k in enumerate(led.keys)})

@@ -101,6 +101,7 @@ class PerceptronTask(BinaryClassificationTask):
     """
 
     train_totals = ("mistakes",)  # updates per epoch, not per row
+    train_batches_are_global = True  # under DDP every rank applies the rule to the gathered batch
 
     def __init__(self, **kwargs: Any) -> None:
         # ZooTask's arguments arrive through **kwargs like every zoo task (LightningCLI hands the
