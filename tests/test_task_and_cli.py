@@ -86,7 +86,7 @@ def test_cli_links_data_into_model_without_running():
     assert c.model.hparams.preprocessing["resize"] == [32, 32]
     assert c.model.net.input_shape == (1, 32, 32)
     monitors = {type(cb).__name__: cb.monitor for cb in c.trainer.callbacks if hasattr(cb, "monitor")}
-    assert monitors["EarlyStopping"] == "val/loss" and monitors["ModelCheckpoint"] == "val/loss"
+    assert monitors["EarlyStopping"] == "val/loss" and monitors["ZooModelCheckpoint"] == "val/loss"
 
 
 def test_cli_wrong_value_names_the_field():

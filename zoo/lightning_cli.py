@@ -12,12 +12,13 @@ import json
 from typing import Any
 
 from lightning.pytorch import LightningDataModule
-from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.callbacks import EarlyStopping
 from lightning.pytorch.cli import LightningCLI
 
 import datamodules  # noqa: F401  (registers the DataModules for class_path short names)
 from zoo import cli_errors
 from zoo.tasks import ZooTask
+from zoo.tasks.checkpointing import ZooModelCheckpoint
 
 
 # Generic early stopping; a task refines it with a class attribute ``early_stopping_preset``.
@@ -71,7 +72,7 @@ class ZooCLI(LightningCLI):
             parser.link_arguments(f"data.{attr}", f"model.init_args.{attr}", apply_on="instantiate")
         parser.add_lightning_class_args(EarlyStopping, "early_stopping")
         parser.set_defaults({f"early_stopping.{k}": v for k, v in EARLY_STOPPING_DEFAULTS.items()})
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(ZooModelCheckpoint, "checkpoint")
         parser.set_defaults(
             {
                 "checkpoint.monitor": "val/loss",
@@ -125,6 +126,22 @@ class ZooCLI(LightningCLI):
 
         if not any(isinstance(cb, BasePredictionWriter) for cb in self.trainer.callbacks):
             self.trainer.callbacks.append(PredictionWriter())
+
+    # Redraws of the terminal bar per second. Lightning's RichProgressBar defaults to 100: its refresh
+    # thread then re-renders the bar after nearly every batch of a small network (each render holds
+    # the GIL for a fraction of a millisecond, taken from training); ten redraws a second look the
+    # same to a person. benchmarks/overhead.py measures the "zoo as users run it" column with it.
+    PROGRESS_REFRESH_PER_SECOND = 10
+
+    def _instantiate_trainer(self, config: dict[str, Any], callbacks: list) -> Any:
+        from lightning.pytorch.callbacks import ProgressBar, RichProgressBar
+
+        own = config.get("callbacks") or []
+        defaults = self.trainer_defaults.get("callbacks") or []
+        given = [*(own if isinstance(own, list) else [own]), *(defaults if isinstance(defaults, list) else [defaults]), *callbacks]
+        if config.get("enable_progress_bar") is not False and not any(isinstance(c, ProgressBar) for c in given):
+            callbacks = [*callbacks, RichProgressBar(refresh_rate=self.PROGRESS_REFRESH_PER_SECOND)]
+        return super()._instantiate_trainer(config, callbacks)
 
     def instantiate_classes(self) -> None:
         """After building model, data and trainer (``zoo.runs``): a hyper-parameter both hold is

@@ -15,15 +15,26 @@ when the trainer uses Lightning's default one:
   the final move is a copy, and a kill during it truncates the checkpoint.
 * ``remove_stale_temp_files`` deletes the temporary files a killed run left behind; tasks call it
   at the next start for every checkpoint directory.
+* **Write-behind** for ``ZooModelCheckpoint``'s saves: the checkpoint is snapshotted (tensors
+  cloned) on the training thread and written, fsynced and renamed by one background thread, so the
+  next epoch trains while the disk works. Every other save (``trainer.save_checkpoint``, the
+  preemption save) stays synchronous, and every load, synchronous save and ``teardown`` first waits
+  for the writes in flight, so no reader ever sees a checkpoint that is not there yet.
+
+``ZooModelCheckpoint`` is the ``checkpoint.*`` callback of ``zoo fit``: Lightning's
+``ModelCheckpoint`` whose ``last.ckpt`` is the latest state at every save point again, a hard link
+(no second write) when a best-k checkpoint was written at the same step.
 
 ``ZooTask.load_from_checkpoint`` goes through ``safe_load_path`` too (URL -> cache, ``weights_only``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
+import secrets
 import socket
 import tempfile
 import time
@@ -32,8 +43,11 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 import torch
+from concurrent.futures import Future, ThreadPoolExecutor
+
 from lightning.fabric.utilities.cloud_io import get_filesystem
-from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning_utilities.core.apply_func import apply_to_collection
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 TEMP_SUFFIX = ".zoo-tmp"
@@ -141,26 +155,123 @@ def atomic_torch_save(obj: Any, path: Any) -> None:
         except FileNotFoundError:
             pass
         raise
-    # The rename lives in the directory entry: fsync it too, or a power cut can undo it.
-    dfd = os.open(path.parent, os.O_RDONLY)
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    # A rename lives in the directory entry: fsync it too, or a power cut can undo it.
+    dfd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(dfd)
     finally:
         os.close(dfd)
 
 
+def atomic_link(src: Any, dst: Any) -> None:
+    """Make ``dst`` name the same file as ``src`` (a hard link), atomically: link to a temp name in
+    ``dst``'s directory, rename it over ``dst``. Checkpoints are never modified in place (every save
+    writes a new file and renames it), so two names sharing one inode never see a change they did
+    not make, and removing ``src`` later leaves ``dst`` whole. Where the filesystem has no hard
+    links, the bytes are copied (and fsynced) instead."""
+    src, dst = Path(src), Path(dst)
+    tmp = dst.parent / f".{dst.name}.{_owner_tag()}.{secrets.token_hex(4)}{TEMP_SUFFIX}"
+    try:
+        try:
+            os.link(src, tmp)
+        except OSError:
+            import shutil
+
+            shutil.copyfile(src, tmp)
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+        os.replace(tmp, dst)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    _fsync_dir(dst.parent)
+
+
 def _is_local(path: Any) -> bool:
     return type(get_filesystem(path)).__name__ == "LocalFileSystem"
 
 
+def _snapshot(t: torch.Tensor) -> torch.Tensor:
+    return t.detach().clone()  # the weights and optimizer moments change in place at the next step
+
+
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Lightning's ``TorchCheckpointIO`` with atomic local saves and ``weights_only=True`` loads (see module doc)."""
+    """Lightning's ``TorchCheckpointIO`` with atomic local saves, ``weights_only=True`` loads and
+    write-behind for the saves made inside ``write_behind()`` (see the module doc).
+
+    Why not Lightning's ``AsyncCheckpointIO``: it makes *every* save asynchronous, including a
+    user's ``trainer.save_checkpoint(path)`` that is read right after, and it deletes and links
+    files synchronously while the write it queued earlier may still be running (a best checkpoint
+    removed before it is written comes back as a stale file). Here only the callback's saves are
+    queued, and removals and links made while writes are queued go through the same single-thread
+    queue, in order.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._executor: Optional[ThreadPoolExecutor] = None
+        self._pending: list[Future] = []
+        self._behind = False
+
+    @contextlib.contextmanager
+    def write_behind(self):
+        """Saves made inside this block are queued (snapshot now, write in the background)."""
+        self._behind = True
+        try:
+            yield
+        finally:
+            self._behind = False
+
+    def _submit(self, fn: Callable, *args: Any) -> None:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="zoo-checkpoint-writer")
+        self._pending.append(self._executor.submit(fn, *args))
+        # A write that already failed (disk full, permissions) stops the run now, not at its end.
+        done = [f for f in self._pending if f.done()]
+        self._pending = [f for f in self._pending if not f.done()]
+        for f in done:
+            f.result()
+
+    def wait(self) -> None:
+        """Block until every queued write, link and removal is on disk; re-raise the first error."""
+        pending, self._pending = self._pending, []
+        errors = [f.exception() for f in pending]
+        for e in errors:
+            if e is not None:
+                raise e
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Optional[Any] = None) -> None:
         if storage_options is not None or not _is_local(path):
             # Object stores have their own atomic put; the parent handles them (and rejects storage_options).
+            self.wait()
             return super().save_checkpoint(checkpoint, path, storage_options)
-        atomic_torch_save(checkpoint, path)
+        if self._behind:
+            # apply_to_collection rebuilds every dict/list, so later changes to the live state (the
+            # callbacks' dicts, the loops' counters) cannot reach the queued copy either.
+            self._submit(atomic_torch_save, apply_to_collection(checkpoint, torch.Tensor, _snapshot), path)
+        else:
+            self.wait()
+            atomic_torch_save(checkpoint, path)
+
+    def link_checkpoint(self, src: Any, dst: Any) -> None:
+        """``dst`` becomes another name of checkpoint ``src`` (``atomic_link``), after queued writes."""
+        if self._pending:
+            self._submit(atomic_link, src, dst)
+        else:
+            atomic_link(src, dst)
+
+    def remove_checkpoint(self, path: Any) -> None:
+        if self._pending:
+            self._submit(super().remove_checkpoint, path)  # after the queued writes, never before
+        else:
+            super().remove_checkpoint(path)
 
     def load_checkpoint(
         self,
@@ -168,10 +279,101 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         map_location: Optional[Callable] = lambda storage, loc: storage,
         weights_only: Optional[bool] = None,
     ) -> dict[str, Any]:
+        self.wait()
         local = safe_load_path(path, weights_only)
         if not is_url(path) and _is_local(local):
             remove_stale_temp_files(Path(local).parent)  # resuming a killed run: its leftovers go
         return super().load_checkpoint(local, map_location=map_location, weights_only=True)
+
+    def teardown(self) -> None:
+        try:
+            self.wait()
+        finally:
+            if self._executor is not None:
+                self._executor.shutdown(wait=True)
+                self._executor = None
+
+
+class ZooModelCheckpoint(ModelCheckpoint):
+    """Lightning's ``ModelCheckpoint`` (every argument the same) with ``save_last=True`` meaning what
+    it meant before Lightning 2.6, and cheaper saves.
+
+    * ``last.ckpt`` is the state at every save point. Lightning 2.6 writes it only when a best-k
+      checkpoint is written at the same step, so with ``save_top_k=1`` it is a copy of the best
+      one, and ``--ckpt_path last`` after a crash resumes from the best epoch, losing every epoch
+      since (reported in openclimatefix/pvnet#544).
+    * When a best-k checkpoint was written at the same step, ``last.ckpt`` becomes a hard link to it
+      (``atomic_link``): the same bytes, not a second serialisation and write.
+    * Its saves are written behind the training (``AtomicCheckpointIO.write_behind``).
+
+    ``save_last="link"`` keeps Lightning's own behaviour (a symbolic link to the last saved file).
+    """
+
+    @property
+    def state_key(self) -> str:
+        # Lightning keys a callback's state in the checkpoint by its class name; keep ModelCheckpoint's,
+        # so checkpoints of runs before this class (and runs resumed without it) restore its state.
+        key = super().state_key
+        return "ModelCheckpoint" + key[len(type(self).__qualname__) :] if key.startswith(type(self).__qualname__) else key
+
+    def _save_checkpoint(self, trainer: Any, filepath: str) -> None:
+        io = trainer.strategy.checkpoint_io
+        with io.write_behind() if isinstance(io, AtomicCheckpointIO) else contextlib.nullcontext():
+            super()._save_checkpoint(trainer, filepath)
+
+    def _last_filepath(self, trainer: Any, monitor_candidates: dict[str, Any]) -> str:
+        # Lightning's naming of the last checkpoint (ModelCheckpoint._save_last_checkpoint, 2.6).
+        filepath = self.format_checkpoint_name(monitor_candidates, self.CHECKPOINT_NAME_LAST)
+        if self._enable_version_counter:
+            version_cnt = self.STARTING_VERSION
+            while self.file_exists(filepath, trainer) and filepath != self.last_model_path:
+                filepath = self.format_checkpoint_name(monitor_candidates, self.CHECKPOINT_NAME_LAST, ver=version_cnt)
+                version_cnt += 1
+        return filepath
+
+    def _save_topk_checkpoint(self, trainer: Any, monitor_candidates: dict[str, Any]) -> None:
+        if self.save_last is True:
+            # The best-k file may become last.ckpt too (a link to the same bytes), so the state it
+            # stores already names last.ckpt, as a separately written last.ckpt would.
+            self._zoo_previous_last = self.last_model_path
+            self.last_model_path = self._last_filepath(trainer, monitor_candidates)
+        super()._save_topk_checkpoint(trainer, monitor_candidates)
+
+    def _save_last_checkpoint(self, trainer: Any, monitor_candidates: dict[str, Any]) -> None:
+        if self.save_last is not True:
+            return super()._save_last_checkpoint(trainer, monitor_candidates)
+        previous = self.__dict__.pop("_zoo_previous_last", self.last_model_path)
+        filepath = self.last_model_path = self._last_filepath(trainer, monitor_candidates)
+        src, io = self._last_checkpoint_saved, trainer.strategy.checkpoint_io
+        if (
+            src
+            and src != filepath
+            and self._last_global_step_saved == trainer.global_step
+            and isinstance(io, AtomicCheckpointIO)
+            and _is_local(filepath)
+        ):
+            if trainer.is_global_zero:
+                io.link_checkpoint(src, filepath)
+            self._last_checkpoint_saved = filepath
+        else:
+            self._save_checkpoint(trainer, filepath)
+        if previous and self._should_remove_checkpoint(trainer, previous, filepath):
+            self._remove_checkpoint(trainer, previous)
+
+    def _save_latest(self, trainer: Any) -> None:
+        # Lightning 2.6 skips last.ckpt when no best-k checkpoint was written at this step.
+        if self.save_last is True and not self._should_skip_saving_checkpoint(trainer):
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+    def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        if self._should_save_on_train_epoch_end(trainer):
+            self._save_latest(trainer)
+
+    def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
+        super().on_validation_end(trainer, pl_module)
+        if not self._should_save_on_train_epoch_end(trainer):
+            self._save_latest(trainer)
 
 
 def install(trainer: Any) -> None:
