@@ -50,9 +50,17 @@ def test_run_on_digits_stops_early(monkeypatch, tmp_path):
     assert es.wait_count == 2
 
 
-def test_rich_progress_bar_is_the_default():
+def test_rich_progress_bar_is_the_default_and_redraws_ten_times_a_second():
     cli = ZooCLI(args=list(ARGS[:2]), run=False)
     assert isinstance(cli.trainer.progress_bar_callback, RichProgressBar)
+    assert cli.trainer.progress_bar_callback.refresh_rate == 10  # Lightning's default is 100 a second
+
+
+def test_a_progress_bar_the_user_chose_or_switched_off_is_respected():
+    cli = ZooCLI(args=[*ARGS[:2], "--trainer.callbacks+=TQDMProgressBar"], run=False)
+    assert type(cli.trainer.progress_bar_callback).__name__ == "TQDMProgressBar"
+    cli = ZooCLI(args=[*ARGS[:2], "--trainer.enable_progress_bar=false"], run=False)
+    assert cli.trainer.progress_bar_callback is None
 
 
 def test_bad_preset_key_is_named(monkeypatch):
