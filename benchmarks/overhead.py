@@ -162,6 +162,7 @@ class _WriterGate:
     def __init__(self) -> None:
         self.cond = threading.Condition()
         self.epoch, self.is_open, self.running = -1.0, False, 0
+        self.released = False  # set once no other variant is timed any more: nothing is held after
 
     def install(self, io) -> None:
         submit = getattr(io, "_submit", None)
@@ -173,7 +174,7 @@ class _WriterGate:
 
             def job(*a):
                 with self.cond:
-                    self.cond.wait_for(lambda: self.is_open and self.epoch > queued_in)
+                    self.cond.wait_for(lambda: self.released or (self.is_open and self.epoch > queued_in))
                     self.running += 1
                 try:
                     return fn(*a)
@@ -189,6 +190,11 @@ class _WriterGate:
     def open(self, epoch: float) -> None:
         with self.cond:
             self.epoch, self.is_open = epoch, True
+            self.cond.notify_all()
+
+    def release(self) -> None:
+        with self.cond:
+            self.released = True
             self.cond.notify_all()
 
     def close(self) -> None:
@@ -327,7 +333,7 @@ def run_model(key: str, rounds: int) -> dict:
         t.start()
     for t in threads[:-1]:
         t.join()
-    gate.open(float("inf"))  # the as-run's last write, held until no other variant is timed
+    gate.release()  # the as-run's last writes, held until no other variant is timed
     threads[-1].join()
     steps = len(dm.train_dataloader())
     times = {k: v[1:] for k, v in turns.times.items()}  # drop the warm-up round
