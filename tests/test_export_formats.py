@@ -181,3 +181,20 @@ def test_export_limits_name_their_reason():
     # A model that cannot export says why (this dict is what the per-model test marks as xfail).
     assert all(isinstance(r, str) and len(r) > 10 for r in zx.EXPORT_LIMITS.values())
     assert set(zx.EXPORT_LIMITS) <= set(zoo.list_models())
+
+
+def test_checkpoint_task_class_is_imported_only_from_the_zoo(digits_ckpt, tmp_path, capsys):
+    # zoo fit's checkpoints name their task class (LightningCLI's _class_path); a file naming a class
+    # outside the zoo package is refused before anything is imported from it.
+    ckpt = torch.load(digits_ckpt, weights_only=True)
+    ckpt["hyper_parameters"]["_class_path"] = "zoo.tasks.classification.ClassificationTask"
+    torch.save(ckpt, tmp_path / "cli.ckpt")
+    cls, hp, digest = zx.read_checkpoint(tmp_path / "cli.ckpt")
+    assert cls.__name__ == "ClassificationTask" and hp["model"] == "lenet5" and len(digest) == 64
+    ckpt["hyper_parameters"]["_class_path"] = "subprocess.Popen"
+    torch.save(ckpt, tmp_path / "evil.ckpt")
+    with pytest.raises(SystemExit) as e:
+        cli.main(["export", "--ckpt_path", str(tmp_path / "evil.ckpt"), "--format", "safetensors"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "'subprocess.Popen', which is not a zoo task" in err
+    assert not (tmp_path / "evil.safetensors").exists()

@@ -1,7 +1,7 @@
 """``zoo serve``: a checkpoint behind an HTTP prediction API, on LitServe (Lightning's serving engine).
 
     zoo serve --ckpt_path CKPT [--host 127.0.0.1] [--port 8000] [--workers N] [--max-batch-size B]
-              [--batch-timeout S] [--max-bytes BYTES] [--max-samples N] [--accelerator auto|cpu|cuda]
+              [--batch-timeout S] [--max-bytes BYTES] [--max-samples N] [--threads T] [--accelerator auto|cpu|cuda]
 
 Routes (LitServe's, ``zoo.serve`` adds the request gate and the model logic):
 
@@ -280,15 +280,23 @@ class ZooAPI(_LitAPI):
     ``batch`` concatenates the requests' samples (each request may hold several) and remembers the
     split; ``predict`` runs the model once and hands back one answer per request."""
 
-    def __init__(self, ckpt_path: str, classes: list[str] | None, max_batch_size: int = 8, batch_timeout: float = 0.005) -> None:
+    def __init__(self, ckpt_path: str, classes: list[str] | None, max_batch_size: int = 8, batch_timeout: float = 0.005,
+                 threads: int = 1) -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "batch and unbatch implemented but max_batch_size not set" with batching off
             super().__init__(max_batch_size=max_batch_size, batch_timeout=batch_timeout)
-        self.ckpt_path, self.classes = ckpt_path, classes
+        self.ckpt_path, self.classes, self.threads = ckpt_path, classes, threads
 
     def setup(self, device) -> None:
+        import torch
+
         from zoo.export import load_task
 
+        # Intra-op threads per worker (--threads, default 1): a served request is a small batch, where
+        # torch's thread pool costs more than it gains; on this shared 2-core machine LeNet-5 on one
+        # sample took a median 244 ms with 2 threads and 0.84 ms with 1 (30 calls each, blocks alternated 2/1/2/1).
+        # Parallelism across requests comes from --workers and batching instead.
+        torch.set_num_threads(self.threads)
         self.task = load_task(self.ckpt_path).to(device)
         self.torch_device = device
 
@@ -341,7 +349,7 @@ def _error(msg: str) -> Exception:
 
 def build_server(ckpt_path: str, workers: int = 1, max_batch_size: int = 8, batch_timeout: float = 0.005,
                  max_bytes: int = DEFAULT_MAX_BYTES, max_samples: int = DEFAULT_MAX_SAMPLES, accelerator: str = "auto",
-                 info: dict[str, Any] | None = None):
+                 info: dict[str, Any] | None = None, threads: int = 1):
     import litserve as ls
 
     info = dict(info or describe(ckpt_path))  # one-line errors for a bad checkpoint, before any worker starts
@@ -349,10 +357,12 @@ def build_server(ckpt_path: str, workers: int = 1, max_batch_size: int = 8, batc
         raise _error(f"--workers: {workers}, give at least 1")
     if max_batch_size < 1:
         raise _error(f"--max-batch-size: {max_batch_size}, give at least 1 (1 turns batching off)")
+    if threads < 1:
+        raise _error(f"--threads: {threads}, give at least 1")
     if batch_timeout < 0:
         raise _error(f"--batch-timeout: {batch_timeout}, give seconds >= 0")
     info.update(max_batch_size=max_batch_size, batch_timeout=batch_timeout, max_bytes=max_bytes, max_samples=max_samples)
-    api = ZooAPI(str(ckpt_path), info["classes"], max_batch_size=max_batch_size, batch_timeout=batch_timeout)
+    api = ZooAPI(str(ckpt_path), info["classes"], max_batch_size=max_batch_size, batch_timeout=batch_timeout, threads=threads)
     gate = InputGate(info["input_shape"], max_bytes=max_bytes, max_samples=max_samples)
     server = ls.LitServer(
         api,
@@ -378,11 +388,12 @@ def main(argv: Sequence[str]) -> int:
     p.add_argument("--batch-timeout", type=float, default=0.005, help="seconds a batch waits to fill")
     p.add_argument("--max-bytes", type=int, default=DEFAULT_MAX_BYTES, help="largest request body")
     p.add_argument("--max-samples", type=int, default=DEFAULT_MAX_SAMPLES, help="most samples in one request")
+    p.add_argument("--threads", type=int, default=1, help="torch intra-op threads per inference worker")
     p.add_argument("--accelerator", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     a = p.parse_args(list(argv))
     info = describe(a.ckpt_path)  # a bad checkpoint, then a busy port: one line each, before anything starts
     _check_port(a.host, a.port)
-    server, info = build_server(a.ckpt_path, a.workers, a.max_batch_size, a.batch_timeout, a.max_bytes, a.max_samples, a.accelerator, info)
+    server, info = build_server(a.ckpt_path, a.workers, a.max_batch_size, a.batch_timeout, a.max_bytes, a.max_samples, a.accelerator, info, a.threads)
     print(
         f"serving {info['model']} ({info['task']}, input {tuple(info['input_shape'])}) from {a.ckpt_path} at "
         f"http://{a.host}:{a.port}: POST /predict, GET /health, GET /info",
