@@ -126,9 +126,10 @@ def serve(ckpt: Path, port: int, batch: int, log: Path) -> subprocess.Popen:
 
 def stop(proc: subprocess.Popen) -> None:
     try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
-    except (ProcessLookupError, subprocess.TimeoutExpired):
+        proc.terminate()  # zoo serve stops its LitServe workers on SIGTERM
+        proc.wait(timeout=60)
+        time.sleep(2)
+    except subprocess.TimeoutExpired:
         pass
     try:
         os.killpg(proc.pid, signal.SIGKILL)  # whatever of the group is left

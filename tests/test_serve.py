@@ -54,28 +54,29 @@ def _multipart(field: str, filename: str, payload: bytes, ctype: str) -> tuple[b
     return body, f"multipart/form-data; boundary={boundary}"
 
 
-def _stop(proc: subprocess.Popen) -> None:
-    """SIGTERM to the server's process group (zoo serve, LitServe's HTTP and inference workers), then SIGKILL."""
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        pass
-    deadline = time.time() + 15
+def _stop(proc: subprocess.Popen) -> bool:
+    """SIGTERM to ``zoo serve`` itself (as a container stop or ``kill`` sends it), which must stop its
+    LitServe HTTP and inference worker processes; then SIGKILL whatever of its process group is left.
+    Returns whether the group had emptied by itself."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            pass
+    deadline = time.time() + 20
     while time.time() < deadline:
         try:
             os.killpg(proc.pid, 0)
         except ProcessLookupError:
-            return  # the whole group is gone
-        time.sleep(0.2)
+            return True  # the whole group is gone
+        time.sleep(0.25)
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
     proc.wait(timeout=10)
+    return False
 
 
 @pytest.fixture(scope="module")
@@ -174,10 +175,14 @@ def test_zoo_serve_answers_like_the_checkpoint_and_refuses_bad_requests(ckpt, tm
                 assert status == 200
                 np.testing.assert_allclose(json.loads(body)["probs"], expected[k : k + 1], rtol=1e-4, atol=1e-6)
     finally:
-        _stop(proc)
+        clean = _stop(proc)
         log.close()
     with pytest.raises(ProcessLookupError):
         os.killpg(proc.pid, 0)  # nothing of the server is left running
+    assert clean, "zoo serve left worker processes behind after SIGTERM"
+    assert proc.returncode == 0
+    server_log = (tmp_path / "serve.log").read_text()
+    assert "Traceback" not in server_log, server_log[-3000:]  # bad requests were refused cleanly; shutdown was quiet
 
 
 def test_zoo_serve_bad_input_is_one_line(ckpt, tmp_path, capsys):

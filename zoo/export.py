@@ -364,6 +364,13 @@ def registry_module(name: str, seed: int = 0):
 
 
 def _default_output(ckpt_path: Any, fmt: str) -> Path:
+    """Beside a local checkpoint; in the current folder for a URL (named after the URL's file)."""
+    from urllib.parse import urlparse
+
+    from zoo.tasks import checkpointing
+
+    if checkpointing.is_url(ckpt_path):
+        return Path(Path(urlparse(str(ckpt_path)).path).name or "model").with_suffix(FORMATS[fmt])
     return Path(str(ckpt_path)).with_suffix(FORMATS[fmt])
 
 

@@ -34,6 +34,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
 import signal
 import socket
 import sys
@@ -401,12 +402,23 @@ def main(argv: Sequence[str]) -> int:
     )
     # SIGTERM (kill, a container stopping, a test's cleanup) shuts down like Ctrl-C: LitServe stops its
     # HTTP and inference worker processes only on KeyboardInterrupt; a plain SIGTERM would orphan them.
+    global _MAIN_PID
+    _MAIN_PID = os.getpid()
     signal.signal(signal.SIGTERM, _interrupt)
     server.run(host=a.host, port=a.port, generate_client_file=False, log_level="warning")
     return 0
 
 
+_MAIN_PID: int | None = None
+
+
 def _interrupt(signum, frame):
+    if os.getpid() != _MAIN_PID:
+        # A forked HTTP worker inherits this handler; uvicorn re-raises the SIGTERM it caught when it has
+        # shut down, and that worker should then just end (a KeyboardInterrupt there prints a traceback).
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+        return
     raise KeyboardInterrupt
 
 
