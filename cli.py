@@ -61,6 +61,8 @@ commands:
   predict    predict with a checkpoint:              zoo predict --config C --ckpt_path P
   list       the model registry:                     zoo list [PATTERN]
   audit      contamination report of a config's data: zoo audit --config C [--mode warn|fail|drop]
+  export     checkpoint -> onnx | exported_program | safetensors: zoo export --ckpt_path P --format onnx
+  serve      HTTP prediction API (LitServe):          zoo serve --ckpt_path P [--port 8000]
 
 `zoo COMMAND --help` lists a command's options; `zoo fit --config C --print_config` shows a resolved config.
 """
@@ -94,6 +96,12 @@ def main(argv: list[str] | None = None) -> None:
             raise SystemExit(code)
         return
     from zoo import cli_errors
+
+    if argv[0] in ("export", "serve"):  # zoo/export.py, zoo/serve.py (issue 19)
+        import importlib
+
+        command = importlib.import_module(f"zoo.{argv[0]}")
+        raise SystemExit(cli_errors.run(command.main, argv[1:]))
     from zoo.lightning_cli import ZooCLI
 
     # Errors the zoo can name become one line `error: <what>, <fix>` with exit code 2 (--debug: traceback).
