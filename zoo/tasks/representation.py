@@ -389,14 +389,19 @@ class DBNTask(ClassificationTask):
             raise ValueError("DBNTask pretrains from the DataModule's training rows: pass datamodule= to trainer.fit")
         hp, net = self.hparams, self.net
         loader = dm.train_dataloader()
+        # fast_dev_run checks the wiring with one batch per RBM, as Lightning does for the epochs.
+        quick = bool(self.trainer.fast_dev_run)
+        epochs = 1 if quick else hp.pretrain_epochs
         for layer in range(len(net.layers)):
             n_vis, n_hid = net.rbm_shape(layer)
             rbm = BernoulliRBM((n_vis,), n_hidden=n_hid, n_chains=dm.batch_size).to(self.device)
             opt = torch.optim.SGD(rbm.parameters(), lr=hp.pretrain_lr)
-            for _ in range(hp.pretrain_epochs):
+            for _ in range(epochs):
                 total = torch.zeros((), device=self.device)
                 rows = 0
-                for batch in loader:
+                for i, batch in enumerate(loader):
+                    if quick and i:
+                        break
                     x = _inputs(batch).to(self.device)
                     with torch.no_grad():
                         v = net.up(self.preprocess(x).clamp(0, 1), layer)  # (N, n_vis): probabilities below
