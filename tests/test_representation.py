@@ -370,3 +370,33 @@ def test_bad_input_is_refused_in_one_line_before_training(tmp_path):
     _build(VariationalTask, standard, model="vae", model_kwargs={"likelihood": "gaussian"}).setup("fit")
     with pytest.raises(ValueError, match="model.corruption 'gaussian' needs model.corruption_level > 0"):
         ReconstructionTask(model="autoencoder", corruption="gaussian")
+
+
+# -------------------------------------------------------------------------------- pictures
+
+
+def test_pictures_through_the_image_sampler(tmp_path):
+    """Input vs reconstruction grids (raw units on both rows), VAE samples, RBM negative-chain
+    samples and filters, each written by callbacks.ImageSampler at the epoch's end."""
+    from PIL import Image
+
+    from callbacks import ImageSampler
+
+    dm = _digits(batch_size=32)
+    x = dm.datasets["val"].tensors[0][:4]
+    ae = _build(ReconstructionTask, dm, model="autoencoder")
+    rec = ae.reconstruct(x)
+    assert rec.shape == x.shape and float(rec.max()) > 1.5  # back in raw 0..16 units, beside the inputs
+    for task, sampler in (
+        (ae, ImageSampler(mode="reconstruct", n=4, normalize=False)),
+        (_build(VariationalTask, dm, model="vae"), ImageSampler(mode="generate", n=6)),
+        (_build(EnergyTask, dm, model="rbm", model_kwargs={"n_hidden": 20, "n_chains": 6}, optimizer="sgd", lr=0.05),
+         ImageSampler(mode="generate", n=6)),
+    ):
+        trainer = _trainer(tmp_path / type(task).__name__, max_epochs=1, limit_train_batches=3, limit_val_batches=1,
+                           callbacks=[sampler], logger=CSVLogger(tmp_path / type(task).__name__))
+        trainer.fit(task, dm)
+        assert sampler.last_path is not None and Image.open(sampler.last_path).size[0] > 8
+    rbm = task
+    assert rbm.sample(6).shape == (6, 1, 8, 8) and rbm.filters().shape == (20, 1, 8, 8)
+    assert torch.equal(rbm.filters()[3].flatten(), rbm.net.weight[3])

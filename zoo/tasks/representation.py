@@ -75,6 +75,19 @@ class _UnsupervisedTask(ZooTask):
         """The batch in the network's units: the reconstruction target."""
         return self.preprocess(_inputs(batch))
 
+    def to_raw(self, z: torch.Tensor) -> torch.Tensor:
+        """Network-unit images back in the raw units of the data (undoes the fitted scaling), so a
+        picture can show them beside the raw inputs."""
+        p = self.preprocess
+        if getattr(p, "resize", None) is None and hasattr(p, "std"):
+            return z * p.std + p.mean
+        return z
+
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        """Raw samples -> their reconstructions in raw units (``callbacks.ImageSampler(mode="reconstruct")``)."""
+        return self.to_raw(self.net(self.preprocess(x)).reshape(len(x), *self.net.input_shape))
+
     def validation_step(self, batch, batch_idx):
         self._shared_step(batch, "val", batch_idx)
 
@@ -329,6 +342,18 @@ class EnergyTask(_UnsupervisedTask):
     def predict_step(self, batch, batch_idx, dataloader_idx: int = 0) -> dict[str, torch.Tensor]:
         x = self.clean(batch)
         return {"codes": self.net.encode(x), "reconstructions": self.net(x)}
+
+    @torch.no_grad()
+    def sample(self, n: int) -> torch.Tensor:
+        """The persistent chain's current negative particles (visible probabilities), ``n`` of them at
+        most: ``callbacks.ImageSampler(mode="generate")`` draws what the model believes in."""
+        return self.net.chain_visibles()[:n]
+
+    @torch.no_grad()
+    def filters(self) -> torch.Tensor:
+        """One image per hidden unit, its weights to the pixels: ``(n_hidden, *input_shape)``, as
+        scikit-learn's RBM example draws ``components_``."""
+        return self.net.weight.reshape(self.net.n_hidden, *self.net.input_shape)
 
 
 class DBNTask(ClassificationTask):
