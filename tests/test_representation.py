@@ -69,7 +69,7 @@ def test_l1_penalty_is_added_to_the_backpropagated_loss_not_to_the_logged_one():
     data_loss = task._ledger.buf[0, 0]  # what train/loss averages
     weights = [p for p in task.net.parameters() if p.dim() > 1]
     expected = 0.01 * sum(float(w.detach().abs().sum()) for w in weights)
-    assert float(returned - data_loss) == pytest.approx(expected, rel=1e-5) and expected > 0
+    assert float((returned - data_loss).detach()) == pytest.approx(expected, rel=1e-5) and expected > 0
     # The penalty's gradient is l1 * sign(w) on the weights, nothing on the biases.
     task.zero_grad()
     task.weight_penalty().backward()
