@@ -37,9 +37,9 @@ def print_models(pattern: str | None = None) -> None:
     # find_spec locates the package without importing it (importing zoo would import torch).
     index = Path(importlib.util.find_spec("zoo").submodule_search_locations[0]) / "_model_index.json"
     rows = [r for r in json.loads(index.read_text()) if not pattern or fnmatch.fnmatch(r["name"], pattern)]
-    header = ("name", "task", "input", "params", "config", "paper")
+    header = ("name", "task", "input", "output", "params", "config", "paper")
     table = [
-        (r["name"], r["task"], "x".join(map(str, r["input_shape"])), f"{r['num_params']:,}", r["default_config"] or "-", r["paper"])
+        (r["name"], r["task"], "x".join(map(str, r["input_shape"])), _output(r), f"{r['num_params']:,}", r["default_config"] or "-", r["paper"])
         for r in rows
     ]
     widths = [max(len(str(x)) for x in col) for col in zip(header, *table)]
@@ -47,6 +47,12 @@ def print_models(pattern: str | None = None) -> None:
         print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip())
         if i == 0:
             print("  ".join("-" * w for w in widths))
+
+
+def _output(card: dict) -> str:
+    """What the model's forward returns: ``logits 10`` or ``reconstruction 1x8x8``."""
+    kind = card.get("output", "logits")
+    return f"{kind} {'x'.join(map(str, card.get('output_shape', [card['num_classes']])))}"
 
 
 USAGE = """usage: zoo COMMAND [options]

@@ -28,6 +28,7 @@ from torch.utils.data import DataLoader, Dataset
 from .splits import STRATEGIES, make_split
 
 NONFINITE = ("error", "drop")  # what setup does with rows holding NaN or inf (data.nonfinite)
+SCALINGS = ("standard", "unit")  # the fitted input transform (data.scaling)
 
 
 def _sha256(*arrays: np.ndarray) -> str:
@@ -142,6 +143,9 @@ class ArrayDataModule(pl.LightningDataModule):
         nonfinite: rows whose inputs or targets hold NaN or inf: ``"error"`` (default: ``setup``
             refuses the data, naming the rows) or ``"drop"`` (those rows are left out before the
             split, with a warning giving their count; ``dropped_nonfinite`` lists them).
+        scaling: the fitted input transform: ``"standard"`` (mean 0, std 1 along ``scale_axis``) or
+            ``"unit"``: (x - min) / (max - min) with min and max of the training rows, so training
+            pixels lie in [0, 1] as Bernoulli models (RBM, VAE) need.
     """
 
     num_classes: int
@@ -164,8 +168,12 @@ class ArrayDataModule(pl.LightningDataModule):
         audit: str | None = None,
         device_resident: bool | None = None,
         nonfinite: str = "error",
+        scaling: str = "standard",
     ) -> None:
         super().__init__()
+        if scaling not in SCALINGS:
+            raise ValueError(f"data.scaling must be one of {list(SCALINGS)}, got {scaling!r}")
+        self.scaling = scaling
         if not (0 < val_size < 1 and 0 < test_size < 1 and val_size + test_size < 1):
             raise ValueError(
                 f"data.val_size ({val_size}) and data.test_size ({test_size}) must be fractions in (0, 1) "
@@ -225,7 +233,9 @@ class ArrayDataModule(pl.LightningDataModule):
     def preprocessing(self) -> dict[str, Any]:
         """Plain-dict spec of the input transform; ``mean``/``std`` are ``None`` until ``setup``."""
         fitted = self.scaler is not None and getattr(self.scaler, "mean_", None) is not None
+        unit = {"scaling": "unit"} if getattr(self, "scaling", "standard") == "unit" else {}
         return {
+            **unit,
             "input_shape": list(self.input_shape),
             "resize": self.resize,
             "axis": 0 if self.scale_axis is None else self.scale_axis,
@@ -281,6 +291,15 @@ class ArrayDataModule(pl.LightningDataModule):
         cols = np.moveaxis(x_train, axis + 1, -1).reshape(-1, c)  # (rows, C)
         if self.scale_axis is None:  # identity transform, still a fitted object for the state
             return StandardScaler(with_mean=False, with_std=False).fit(cols)
+        if getattr(self, "scaling", "standard") == "unit":
+            # Min-max scaling in the StandardScaler's form (x - mean_) / scale_, so the model's input
+            # transform replays it unchanged: MinMaxScaler's fitted minimum and range (range 0 -> 1).
+            from sklearn.preprocessing import MinMaxScaler
+
+            mm = MinMaxScaler().fit(cols)
+            sc = StandardScaler(with_mean=False, with_std=False).fit(cols[:1])
+            sc.mean_, sc.scale_ = mm.data_min_.astype(np.float64), np.where(mm.data_range_ > 0, mm.data_range_, 1.0)
+            return sc
         if cols.shape[0] * cols.shape[1] <= 5_000_000:
             return StandardScaler().fit(cols)
         # Large image sets (CIFAR-10: 40k x 1024 rows x 3): partial_fit in chunks keeps float64

@@ -43,9 +43,11 @@ class ModelEntry:
     family: str
     default_config: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    output: str = "logits"  # what forward returns: "logits" (num_classes wide) or "reconstruction" (input-shaped)
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
+OUTPUTS = ("logits", "reconstruction")
 
 
 def register_model(
@@ -56,12 +58,17 @@ def register_model(
     num_classes: int = 10,
     default_config: str | None = None,
     name: str | None = None,
+    output: str = "logits",
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Register a model constructor under ``name`` (default: the function's name).
 
     ``input_shape`` and ``num_classes`` are the defaults the constructor uses when called with no
-    arguments; ``model_info`` builds the model with them to count parameters.
+    arguments; ``model_info`` builds the model with them to count parameters. ``output`` says what
+    ``forward`` returns: ``"logits"`` (``(N, num_classes)``, or the embedding when ``num_classes`` is 0)
+    or ``"reconstruction"`` (``(N, *input_shape)``: autoencoders, RBMs).
     """
+    if output not in OUTPUTS:
+        raise ValueError(f"output must be one of {list(OUTPUTS)}, got {output!r}")
 
     def deco(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         key = name or fn.__name__
@@ -80,6 +87,7 @@ def register_model(
             paper=paper,
             family=fn.__module__.rsplit(".", 1)[-1],
             default_config=default_config,
+            output=output,
         )
         return fn
 
@@ -135,4 +143,8 @@ def model_info(name: str) -> dict[str, Any]:
         "num_params": _count_params(e),
         "paper": e.paper,
         "default_config": e.default_config,
+        "output": e.output,
+        # The shape of one sample of forward's output, so callers (and the registry tests) need no
+        # per-family knowledge: classifiers give num_classes scores, autoencoders an input-shaped image.
+        "output_shape": tuple(e.input_shape) if e.output == "reconstruction" else (e.num_classes,),
     }

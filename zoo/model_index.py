@@ -25,7 +25,7 @@ def build_index() -> list[dict[str, Any]]:
     import zoo
 
     cards = [zoo.model_info(n) for n in zoo.list_models()]
-    return [{**c, "input_shape": list(c["input_shape"])} for c in cards]
+    return [{**c, "input_shape": list(c["input_shape"]), "output_shape": list(c["output_shape"])} for c in cards]
 
 
 def write_index(path: Path = INDEX_PATH) -> int:

@@ -4,6 +4,7 @@ from .base import OPTIMIZERS, SCHEDULERS, ZooTask
 from .binary import BinaryClassificationTask, PerceptronTask
 from .classification import ClassificationTask
 from .regression import RegressionTask
+from .representation import DBNTask, EnergyTask, ReconstructionTask, VariationalTask
 from .sequence import SequenceRegressionTask
 
 __all__ = [
@@ -13,6 +14,10 @@ __all__ = [
     "PerceptronTask",
     "RegressionTask",
     "SequenceRegressionTask",
+    "ReconstructionTask",
+    "VariationalTask",
+    "EnergyTask",
+    "DBNTask",
     "OPTIMIZERS",
     "SCHEDULERS",
 ]

@@ -56,6 +56,12 @@ class _TrainLedger:
         self.every, self.last_batch = every, last_batch  # trainer.log_every_n_steps, num_training_batches
 
 
+def _check_regularisers(l1_penalty: float, input_noise: float) -> None:
+    for name, value in (("l1_penalty", l1_penalty), ("input_noise", input_noise)):
+        if not value >= 0:  # also refuses NaN
+            raise ValueError(f"model.{name} must be >= 0 (0 turns it off), got {value}")
+
+
 def _plain(value: Any) -> Any:
     """Tuples -> lists, recursively, so hyper-parameters are YAML- and weights_only-friendly."""
     if isinstance(value, (list, tuple)):
@@ -84,6 +90,12 @@ class ZooTask(pl.LightningModule):
         scheduler_kwargs: ``step``: ``step_size`` (epochs, default 10), ``gamma`` (0.1);
             ``cosine``: ``T_max`` (epochs, default ``max_epochs``), ``eta_min``;
             ``onecycle``: ``max_lr`` (default ``lr``), ``pct_start``, ... (steps per batch).
+        l1_penalty: coefficient of the L1 weight penalty ``l1_penalty * sum |w|`` over the network's
+            weight matrices and kernels (not biases or norm scales), added to the training loss only
+            (``train/loss`` stays the data loss, comparable with ``val/loss``); L2 is ``weight_decay``.
+        input_noise: standard deviation of Gaussian noise added to the network's input (after the
+            fitted input transform, so in its units) on training batches only (noise robustness,
+            Bishop 1995, "Training with noise is equivalent to Tikhonov regularization").
     """
 
     def __init__(
@@ -102,8 +114,11 @@ class ZooTask(pl.LightningModule):
         optimizer_kwargs: dict[str, Any] | None = None,
         scheduler: str | None = None,
         scheduler_kwargs: dict[str, Any] | None = None,
+        l1_penalty: float = 0.0,
+        input_noise: float = 0.0,
     ) -> None:
         super().__init__()
+        _check_regularisers(l1_penalty, input_noise)
         optimizer = optimizer.lower()
         if optimizer not in OPTIMIZERS:
             raise ValueError(f"model.optimizer: unknown optimizer {optimizer!r}; choose one of {list(OPTIMIZERS)}")
@@ -132,6 +147,7 @@ class ZooTask(pl.LightningModule):
         self._ledger = _TrainLedger()
         self._eval_sums: dict[str, torch.Tensor] = {}  # stage -> device sum of loss x rows
         self._eval_rows: dict[str, int] = {}
+        self._regularisers = (float(l1_penalty), float(input_noise))  # plain floats: no host sync to test them
 
     def net_kwargs(self, num_classes: int) -> dict[str, Any]:
         """Task-specific constructor arguments for the network (classification: ``num_classes``)."""
@@ -192,7 +208,25 @@ class ZooTask(pl.LightningModule):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Raw input (as the DataModule yields it) -> network output."""
-        return self.net(self.preprocess(x))
+        return self.net(self.add_input_noise(self.preprocess(x)))
+
+    # ------------------------------------------------------------------------- regularisers
+
+    def add_input_noise(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` plus N(0, input_noise^2) noise in training mode (the fit loop's training batches);
+        unchanged in eval mode (validation, test, predict) or when ``input_noise`` is 0."""
+        sigma = self._regularisers[1]
+        if sigma > 0 and self.training:
+            return x + sigma * torch.randn_like(x)
+        return x
+
+    def weight_penalty(self) -> torch.Tensor | None:
+        """``l1_penalty * sum |w|`` over the network's weight tensors (``dim > 1``), or ``None`` when off."""
+        l1 = self._regularisers[0]
+        if l1 <= 0:
+            return None
+        weights = [p for p in self.net.parameters() if p.requires_grad and p.dim() > 1]
+        return l1 * torch.stack([w.abs().sum() for w in weights]).sum()
 
     # ------------------------------------------------------------------------------------ steps
 
@@ -211,7 +245,8 @@ class ZooTask(pl.LightningModule):
     def training_step(self, batch, batch_idx):
         loss, rows, sums = self._train_step(batch)
         self.track_train(batch_idx, loss, rows, sums)
-        return loss
+        penalty = self.weight_penalty()  # device tensor or None: no host sync
+        return loss if penalty is None else loss + penalty
 
     def validation_step(self, batch, batch_idx):
         self._shared_step(batch, "val")
