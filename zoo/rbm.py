@@ -61,7 +61,7 @@ class BernoulliRBM(ZooModel):
     # ------------------------------------------------------------------ conditionals and energy
 
     def _flat(self, x: torch.Tensor) -> torch.Tensor:
-        return x.reshape(len(x), -1)  # (N, V)
+        return x.flatten(1)  # (N, V)
 
     def mean_hiddens(self, v: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(F.linear(v, self.weight, self.hbias))  # (N, H)
@@ -117,7 +117,7 @@ class BernoulliRBM(ZooModel):
         return self.encode(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.mean_visibles(self.encode(x)).view(len(x), *self.input_shape)
+        return self.mean_visibles(self.encode(x)).unflatten(1, tuple(self.input_shape))
 
     @torch.no_grad()
     def chain_visibles(self) -> torch.Tensor:
@@ -172,7 +172,7 @@ class DeepBeliefNet(ZooModel):
 
     def up(self, x: torch.Tensor, layers: int | None = None) -> torch.Tensor:
         """Hidden probabilities after the first ``layers`` layers (all by default): ``(N, sizes[layers])``."""
-        h = x.reshape(len(x), -1)
+        h = x.flatten(1)
         for layer in self.layers[: len(self.layers) if layers is None else layers]:
             h = torch.sigmoid(layer(h))
         return h
