@@ -3,12 +3,14 @@
 from .base import OPTIMIZERS, SCHEDULERS, ZooTask
 from .binary import BinaryClassificationTask, PerceptronTask
 from .classification import ClassificationTask
+from .finetune import FinetuneTask
 from .regression import RegressionTask
 from .sequence import SequenceRegressionTask
 
 __all__ = [
     "ZooTask",
     "ClassificationTask",
+    "FinetuneTask",
     "BinaryClassificationTask",
     "PerceptronTask",
     "RegressionTask",
