@@ -125,9 +125,10 @@ class FinetuneStrategy(Callback):
             )
         return pl_module.layer_groups()
 
-    def apply(self, pl_module: pl.LightningModule, unfrozen: int) -> None:
+    def apply(self, pl_module: pl.LightningModule, unfrozen: int, modes: bool = True) -> None:
         """Make the head and the last ``unfrozen`` backbone groups trainable, freeze the rest
-        (frozen batch-norm layers in eval mode, unless ``train_bn``)."""
+        (frozen batch-norm layers in eval mode, unless ``train_bn``; ``modes=False`` leaves the
+        modules' train/eval modes alone)."""
         groups = self._groups(pl_module)
         backbone, head = groups[:-1], groups[-1]
         first_trainable = len(backbone) - unfrozen
@@ -137,11 +138,12 @@ class FinetuneStrategy(Callback):
                 for m in top.modules():
                     own = list(m.parameters(recurse=False))
                     if isinstance(m, _BatchNorm) and not trainable and not self.train_bn:
-                        m.eval()  # normalise with the pretrained running statistics, never update them
+                        if modes:
+                            m.eval()  # normalise with the pretrained running statistics, never update them
                         for p in own:
                             p.requires_grad_(False)
                         continue
-                    if isinstance(m, _BatchNorm):
+                    if isinstance(m, _BatchNorm) and modes:
                         m.train(pl_module.training)
                     for p in own:
                         p.requires_grad_(trainable or (self.train_bn and isinstance(m, _BatchNorm)))
@@ -167,7 +169,10 @@ class FinetuneStrategy(Callback):
                 f"FinetuneStrategy.milestones has {len(self.milestones)} epochs but the backbone has only "
                 f"{len(groups) - 1} layer groups; give at most {len(groups) - 1} milestones"
             )
-        self.apply(pl_module, self.target(0, len(groups) - 1))  # frozen before the first step
+        # Parameters frozen before the first step; the eval mode of frozen batch-norm layers is set at
+        # each training epoch's start (before any training forward), which also keeps Lightning's
+        # "modules in eval mode at the start of training" warning for the user's own modules.
+        self.apply(pl_module, self.target(0, len(groups) - 1), modes=False)
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         n_backbone = len(self._groups(pl_module)) - 1
