@@ -132,9 +132,8 @@ def test_bad_backbone_weights_and_milestones_are_one_line_errors(torch_home, tmp
     with pytest.raises(WeightsError, match=r"bad.pth' does not fit torchvision resnet18.*layer1.0.conv1.weight"):
         FinetuneTask(weights_file=str(bad), **kw)
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "offline"))
-    task = FinetuneTask(**kw)  # nothing read yet: the weights load when fitting starts
-    with pytest.raises(WeightsError) as e:
-        task._load_pretrained()
+    with pytest.raises(WeightsError) as e:  # offline and no file: refused when the model is built, before any data
+        FinetuneTask(**kw)
     msg = str(e.value)
     assert "\n" not in msg and str(tmp_path / "offline/hub/checkpoints/resnet18-f37072fd.pth") in msg and "TORCH_HOME" in msg
     monkeypatch.setenv("TORCH_HOME", str(torch_home.parents[2]))
@@ -154,7 +153,6 @@ def test_timm_backbone_takes_its_data_config_and_a_local_weights_file(tmp_path):
     torch.save(src.state_dict(), tmp_path / "timm_resnet18.pth")
     task = FinetuneTask(source="timm", backbone="resnet18", weights_file=str(tmp_path / "timm_resnet18.pth"),
                         num_classes=3, input_shape=[3, 64, 64])
-    task._load_pretrained()
     spec = task.hparams.preprocessing
     cfg = timm.data.resolve_model_data_config(src)
     assert spec["crop"] == list(cfg["input_size"][1:]) and spec["mean"] == list(cfg["mean"]) and spec["resize"] >= spec["crop"][0]

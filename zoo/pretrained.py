@@ -225,8 +225,8 @@ def _torchvision(name: str, weights: str | None, weights_file: str | None, downl
         _load_into(net, _read_state_dict(path), path, f"torchvision {name} ({w})", skip_prefix=head_prefix)
 
     loaded = False
-    if w is not None and path is not None and path.is_file():
-        load()  # now, so weights that do not fit the architecture stop the run before any data is read
+    if w is not None and path is not None and (path.is_file() or not download or weights_file):
+        load()  # now, so a missing file or weights that do not fit stop the run before any data is read
         loaded = True
     return Backbone(
         net=net,
@@ -294,11 +294,17 @@ def _timm(name: str, weights: str | None, weights_file: str | None, download: bo
         p = locate()
         _load_into(net, _read_state_dict(p), p, f"timm {name}", skip_prefix=head_name + ".")
 
+    deferred = None
+    if weights is not None:
+        if download and not weights_file:
+            deferred = load  # may download: when fitting starts
+        else:
+            load()  # now: a missing file or weights that do not fit stop the run before any data is read
     return Backbone(
         net=net,
         preprocessing=spec,
         head=head_name.split(".")[0],
-        load_pretrained=load if weights is not None else None,
+        load_pretrained=deferred,
         resolved={"source": "timm", "name": name, "preprocessing": spec},
     )
 

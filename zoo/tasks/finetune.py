@@ -55,13 +55,18 @@ class FinetuneTask(ClassificationTask):
         model: str = "finetune",
         **kwargs: Any,
     ) -> None:
+        if kwargs.get("init") is not None and (weights is not None or source == "zoo"):
+            raise ValueError(
+                f"model.init {kwargs['init']!r} would overwrite the pretrained weights; leave model.init null "
+                "(the new head keeps PyTorch's default initialisation)"
+            )
         self._backbone: pretrained.Backbone | None = None
         super().__init__(model=model, **kwargs)
         bb = self._backbone
         assert bb is not None
         self.hparams["resolved"] = _plain(bb.resolved)
         self.head_name = bb.head
-        self._load_pretrained = bb.load_pretrained  # torchvision/timm weights not on disk yet: at fit's setup
+        self._load_pretrained = bb.load_pretrained  # weights to download (download: true): when fitting starts
 
     # ----------------------------------------------------------------------------------- build
 
@@ -97,7 +102,7 @@ class FinetuneTask(ClassificationTask):
         if names and stage == "fit":
             self.hparams["class_names"] = [str(n) for n in names]
         if stage == "fit" and self._load_pretrained is not None:
-            self._load_pretrained()  # raises a one-line error naming a missing file, before any step
+            self._load_pretrained()  # downloads, or names the file it could not get, before any step
             self._load_pretrained = None
 
     # ------------------------------------------------------------------------------ optimizer
