@@ -83,12 +83,12 @@ def _zoo_checkpoint(tmp_path) -> Path:
 
 
 def test_resnet18_from_hub_cache_freeze_keeps_weights_and_bn_stats_bit_identical_then_predicts_raw_photos(torch_home, tmp_path, monkeypatch):
-    root = write_image_folder(tmp_path / "photos", per_class=6, classes=("cat", "dog"))
+    root = write_image_folder(tmp_path / "photos", per_class=5, classes=("cat", "dog"))
     cfg = str(ROOT / "configs/finetune_resnet18_imagefolder.yaml")
     common = ["--data.init_args.root", str(root), "--data.init_args.image_size", "40", "--data.init_args.batch_size", "4",
               "--data.init_args.num_workers", "0", "--trainer.default_root_dir", str(tmp_path / "runs")]
     cli.main(["fit", "--config", cfg, *common, "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2",
-              "--trainer.limit_val_batches", "1", "--trainer.callbacks.strategy", "freeze", "--trainer.callbacks.unfreeze_at_epoch", "0",
+              "--trainer.limit_val_batches", "1", "--trainer.num_sanity_val_steps", "0", "--trainer.callbacks.strategy", "freeze", "--trainer.callbacks.unfreeze_at_epoch", "0",
               "--checkpoint.dirpath", str(tmp_path / "ck")])
     ckpt_path = tmp_path / "ck" / "last.ckpt"
     ckpt = torch.load(ckpt_path, weights_only=True)  # the CLI's checkpoint loads with weights_only=True
@@ -105,12 +105,12 @@ def test_resnet18_from_hub_cache_freeze_keeps_weights_and_bn_stats_bit_identical
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty"))
     model = FinetuneTask.load_from_checkpoint(ckpt_path, weights_only=True).eval()
     files = sorted(root.rglob("*.png"))
-    raw = torch.from_numpy(np.stack([load_image(f, (40, 40)) for f in files]))  # (12, 3, 40, 40) uint8
+    raw = torch.from_numpy(np.stack([load_image(f, (40, 40)) for f in files]))  # (10, 3, 40, 40) uint8
     with torch.no_grad():
         probs = model(raw).softmax(-1)  # (12, 2)
         other_size = model(torch.from_numpy(load_image(files[0], (70, 50)))[None])
-    assert probs.shape == (12, 2) and other_size.shape == (1, 2)
-    torch.testing.assert_close(probs.sum(-1), torch.ones(12))
+    assert probs.shape == (10, 2) and other_size.shape == (1, 2)
+    torch.testing.assert_close(probs.sum(-1), torch.ones(10))
 
     # zoo predict on the folder writes file, class name, probability per image, as the model says.
     out = tmp_path / "pred.csv"
@@ -170,7 +170,8 @@ def test_resume_after_the_unfreeze_epoch_keeps_training_the_backbone(tmp_path):
     src = _zoo_checkpoint(tmp_path)
     cfg = str(ROOT / "configs/finetune_simple_convnet_digits.yaml")
     args = ["fit", "--config", cfg, "--model.init_args.weights_file", str(src), "--trainer.limit_train_batches", "3",
-            "--trainer.limit_val_batches", "1", "--checkpoint.dirpath", str(tmp_path / "ck"), "--checkpoint.save_top_k", "0",
+            "--trainer.limit_val_batches", "1", "--trainer.num_sanity_val_steps", "0", "--checkpoint.dirpath", str(tmp_path / "ck"),
+            "--checkpoint.save_top_k", "0",
             "--trainer.default_root_dir", str(tmp_path / "runs")]
     cli.main([*args, "--trainer.max_epochs", "2"])  # epoch 0 head only, epoch 1 everything
     first = torch.load(tmp_path / "ck" / "last.ckpt", weights_only=True)
