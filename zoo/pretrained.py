@@ -189,6 +189,11 @@ def _torchvision(name: str, weights: str | None, weights_file: str | None, downl
     if name not in names:
         raise _unknown(name, names, "torchvision models.list_models()")
     w = None
+    if weights is None and weights_file:
+        raise WeightsError(
+            f"model.init_args.weights_file {weights_file!r} needs model.init_args.weights (e.g. DEFAULT): the file's "
+            "preprocessing comes from the weights it is a copy of"
+        )
     if weights is not None:
         enum = models.get_model_weights(name)
         try:
