@@ -64,7 +64,7 @@ commands:
   fit        train, then test the best checkpoint:  zoo fit --config configs/lenet5_digits.yaml
   validate   evaluate on the validation split:       zoo validate --config C --ckpt_path P
   test       evaluate on the test split:             zoo test --config C --ckpt_path P
-  predict    predict with a checkpoint:              zoo predict --config C --ckpt_path P
+  predict    predict with a checkpoint:              zoo predict --config C --ckpt_path P [--output F.csv]
   list       the model registry:                     zoo list [PATTERN]
   audit      contamination report of a config's data: zoo audit --config C [--mode warn|fail|drop]
   export     checkpoint -> onnx | exported_program | safetensors: zoo export --ckpt_path P --format onnx

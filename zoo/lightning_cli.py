@@ -72,6 +72,10 @@ class ZooCLI(LightningCLI):
             parser.link_arguments(f"data.{attr}", f"model.init_args.{attr}", apply_on="instantiate")
         parser.add_lightning_class_args(EarlyStopping, "early_stopping")
         parser.set_defaults({f"early_stopping.{k}": v for k, v in EARLY_STOPPING_DEFAULTS.items()})
+        parser.add_argument(
+            "--output", type=str | None, default=None,
+            help="zoo predict: file to write the predictions to (.csv: file, class, probability per image; else torch.save)",
+        )
         parser.add_lightning_class_args(ZooModelCheckpoint, "checkpoint")
         parser.set_defaults(
             {
@@ -109,6 +113,10 @@ class ZooCLI(LightningCLI):
         ``patience`` counts validation checks, not epochs (see ``docs/callbacks.md``).
         """
         cfg = self.config.get(self.subcommand) if self.subcommand else self.config
+        if cfg is not None and self.subcommand == "predict":  # an image folder predicts with the checkpoint's classes
+            from zoo.tasks.finetune import fill_classes_from_checkpoint
+
+            fill_classes_from_checkpoint(cfg, cfg.get("ckpt_path"))
         if cfg is None or cfg.get("early_stopping") is None:
             return
         preset = early_stopping_preset(cfg.get("model.class_path"))
@@ -119,13 +127,15 @@ class ZooCLI(LightningCLI):
                     cfg[f"checkpoint.{key}"] = preset[key]
 
     def before_predict(self) -> None:
-        """``zoo predict`` writes ``predictions.pt`` (input order, once, gathered from every rank)."""
+        """``zoo predict`` writes ``predictions.pt`` (input order, once, gathered from every rank), or ``--output``
+        (a ``.csv`` gets one row per input: file, class name, probability)."""
         from lightning.pytorch.callbacks import BasePredictionWriter
 
-        from zoo.tasks.distributed import PredictionWriter
+        from zoo.tasks.finetune import prediction_writer
 
         if not any(isinstance(cb, BasePredictionWriter) for cb in self.trainer.callbacks):
-            self.trainer.callbacks.append(PredictionWriter())
+            cfg = self.config.get(self.subcommand) if self.subcommand else self.config
+            self.trainer.callbacks.append(prediction_writer(cfg.get("output") if cfg is not None else None))
 
     # Redraws of the terminal bar per second. Lightning's RichProgressBar defaults to 100: its refresh
     # thread then re-renders the bar after nearly every batch of a small network (each render holds

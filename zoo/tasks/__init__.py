@@ -3,6 +3,7 @@
 from .base import OPTIMIZERS, SCHEDULERS, ZooTask
 from .binary import BinaryClassificationTask, PerceptronTask
 from .classification import ClassificationTask
+from .finetune import FinetuneTask
 from .regression import RegressionTask
 from .representation import DBNTask, EnergyTask, ReconstructionTask, VariationalTask
 from .sequence import SequenceRegressionTask
@@ -10,6 +11,7 @@ from .sequence import SequenceRegressionTask
 __all__ = [
     "ZooTask",
     "ClassificationTask",
+    "FinetuneTask",
     "BinaryClassificationTask",
     "PerceptronTask",
     "RegressionTask",

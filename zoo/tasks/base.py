@@ -138,9 +138,7 @@ class ZooTask(pl.LightningModule):
         self.hparams["scheduler"] = scheduler.lower() if scheduler else None
         for key in ("model_kwargs", "optimizer_kwargs", "scheduler_kwargs"):
             self.hparams[key] = self.hparams[key] or {}
-        self.preprocess = InputTransform(preprocessing) if preprocessing else nn.Identity()
-        net_shape = self.preprocess.output_shape if preprocessing else tuple(input_shape)
-        self.net = zoo.create_model(model, input_shape=net_shape, **self.net_kwargs(num_classes), **(model_kwargs or {}))
+        self.preprocess, self.net = self.build_network(model, model_kwargs or {}, num_classes, input_shape, preprocessing)
         if init is not None:
             zoo.init_weights(self.net, init)
         # Training bookkeeping (see "lean training bookkeeping" below), kept off nn.Module's slow __setattr__.
@@ -148,6 +146,16 @@ class ZooTask(pl.LightningModule):
         self._eval_sums: dict[str, torch.Tensor] = {}  # stage -> device sum of loss x rows
         self._eval_rows: dict[str, int] = {}
         self._regularisers = (float(l1_penalty), float(input_noise))  # plain floats: no host sync to test them
+
+    def build_network(self, model, model_kwargs, num_classes, input_shape, preprocessing) -> tuple[nn.Module, nn.Module]:
+        """``(input transform, network)``; tasks that bring their own network (fine-tuning) override it."""
+        preprocess = InputTransform(preprocessing) if preprocessing else nn.Identity()
+        net_shape = preprocess.output_shape if preprocessing else tuple(input_shape)
+        return preprocess, zoo.create_model(model, input_shape=net_shape, **self.net_kwargs(num_classes), **model_kwargs)
+
+    def optimizer_params(self) -> list:
+        """What the optimizer trains: the trainable parameters, or parameter groups with their own ``lr``."""
+        return [p for p in self.parameters() if p.requires_grad]
 
     def net_kwargs(self, num_classes: int) -> dict[str, Any]:
         """Task-specific constructor arguments for the network (classification: ``num_classes``)."""
@@ -398,7 +406,7 @@ class ZooTask(pl.LightningModule):
 
     def configure_optimizers(self):
         hp = self.hparams
-        params = [p for p in self.parameters() if p.requires_grad]
+        params = self.optimizer_params()
         cls, takes = OPTIMIZER_TABLE[hp.optimizer]
         extra = {k: hp[k] for k in takes}
         opt = cls(params, lr=hp.lr, weight_decay=hp.weight_decay, **extra, **hp.optimizer_kwargs)
@@ -419,7 +427,7 @@ class ZooTask(pl.LightningModule):
         # Momentum cycling needs a momentum (SGD, RMSprop) or beta1 (Adam, AdamW); Adagrad and Adadelta have neither.
         d = opt.defaults
         kw.setdefault("cycle_momentum", "betas" in d or d.get("momentum", 0) > 0)
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=kw.pop("max_lr", hp.lr), total_steps=total, **kw)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=kw.pop("max_lr", [g["lr"] for g in opt.param_groups]), total_steps=total, **kw)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     def _horizon(self, scheduler: str, key: str) -> tuple[int, str]:
