@@ -11,6 +11,7 @@ from .init import INIT_SCHEMES, init_weights
 from . import mlp, lenet  # noqa: E402,F401  isort: skip
 from . import linear, perceptron  # noqa: E402,F401  isort: skip
 from . import simple_convnet, vgg, resnet, rnn  # noqa: E402,F401  isort: skip
+from . import gan  # noqa: E402,F401  isort: skip
 
 __all__ = [
     "ZooModel",

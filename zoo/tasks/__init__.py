@@ -3,12 +3,14 @@
 from .base import OPTIMIZERS, SCHEDULERS, ZooTask
 from .binary import BinaryClassificationTask, PerceptronTask
 from .classification import ClassificationTask
+from .gan import GANTask
 from .regression import RegressionTask
 from .sequence import SequenceRegressionTask
 
 __all__ = [
     "ZooTask",
     "ClassificationTask",
+    "GANTask",
     "BinaryClassificationTask",
     "PerceptronTask",
     "RegressionTask",

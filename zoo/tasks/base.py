@@ -125,13 +125,17 @@ class ZooTask(pl.LightningModule):
             self.hparams[key] = self.hparams[key] or {}
         self.preprocess = InputTransform(preprocessing) if preprocessing else nn.Identity()
         net_shape = self.preprocess.output_shape if preprocessing else tuple(input_shape)
-        self.net = zoo.create_model(model, input_shape=net_shape, **self.net_kwargs(num_classes), **(model_kwargs or {}))
+        self.net = self.build_net(model, net_shape, num_classes, model_kwargs or {})
         if init is not None:
             zoo.init_weights(self.net, init)
         # Training bookkeeping (see "lean training bookkeeping" below), kept off nn.Module's slow __setattr__.
         self._ledger = _TrainLedger()
         self._eval_sums: dict[str, torch.Tensor] = {}  # stage -> device sum of loss x rows
         self._eval_rows: dict[str, int] = {}
+
+    def build_net(self, model: str, input_shape: tuple[int, ...], num_classes: int, model_kwargs: dict[str, Any]) -> nn.Module:
+        """The network ``self.net``; tasks that train several registered networks (a GAN) override this."""
+        return zoo.create_model(model, input_shape=input_shape, **self.net_kwargs(num_classes), **model_kwargs)
 
     def net_kwargs(self, num_classes: int) -> dict[str, Any]:
         """Task-specific constructor arguments for the network (classification: ``num_classes``)."""
