@@ -196,24 +196,22 @@ class GANTask(ZooTask):
         if self.hparams.get("feature_extractor") and "classifier" not in self._quality and dm is not None:
             self._load_feature_extractor(dm)
 
-    @staticmethod
-    def _train_rows(dm) -> tuple[torch.Tensor, torch.Tensor] | tuple[None, None]:
-        """The DataModule's training rows, raw (no augmentation: ArrayDataModules keep them as arrays)."""
-        x, idx = getattr(dm, "raw_x", None), getattr(dm, "split_indices", None)
-        if x is None or idx is None:
-            return None, None
-        return torch.as_tensor(x[idx["train"]]), torch.as_tensor(dm.raw_y[idx["train"]])
+    _train_rows = staticmethod(gm.train_rows)
 
     def _load_feature_extractor(self, dm) -> None:
         path = Path(self.hparams.feature_extractor)
-        raw_shape = tuple(self.hparams.input_shape)
-        if not path.exists():
-            x, y = self._train_rows(dm)
-            if x is None:
-                raise ValueError(f"model.feature_extractor {str(path)!r} does not exist and the DataModule has no training rows to train it on; train a ClassificationTask and point to its checkpoint")
-            print(f"Training the feature-extractor classifier on the {len(x)} training rows -> {path}")
-            gm.train_classifier(path, x, y, raw_shape, int(self.hparams.num_classes), dm.preprocessing)
-        self._quality["classifier"] = gm.load_classifier(path, raw_shape, int(self.hparams.num_classes)).to(self.device)
+        if self.trainer.fast_dev_run and not path.exists():
+            # A smoke run exercises the metrics with a one-epoch classifier it does not keep (a kept one
+            # would be used by every later run at that path).
+            import tempfile
+
+            with tempfile.TemporaryDirectory() as tmp:
+                x, y = gm.train_rows(dm)
+                if x is not None:
+                    fx = gm.train_classifier(Path(tmp) / "fx.ckpt", x, y, tuple(dm.input_shape), int(dm.num_classes), dm.preprocessing, epochs=1)
+                    self._quality["classifier"] = gm.load_classifier(fx, tuple(dm.input_shape), int(dm.num_classes)).to(self.device)
+            return
+        self._quality["classifier"] = gm.ensure_classifier(path, dm).to(self.device)
 
     def _classifier(self) -> nn.Module | None:
         clf = self._quality.get("classifier")
@@ -235,6 +233,16 @@ class GANTask(ZooTask):
             # Lightning's clip_gradients unscales 16-mixed gradients first, as automatic clipping would.
             self.clip_gradients(opt, gradient_clip_val=self.hparams.gradient_clip_val, gradient_clip_algorithm="norm")
 
+    def discriminator_loss(self, d_real: torch.Tensor, d_fake: torch.Tensor) -> torch.Tensor:
+        """-log D(x) - log(1 - D(G(z))) from logits (N,), with one-sided smoothing of the real targets."""
+        return F.binary_cross_entropy_with_logits(d_real, torch.full_like(d_real, 1.0 - self.label_smoothing)) \
+            + F.binary_cross_entropy_with_logits(d_fake, torch.zeros_like(d_fake))
+
+    def generator_loss(self, d_gen: torch.Tensor) -> torch.Tensor:
+        """Non-saturating -log D(G(z)) from logits (N,): its gradient stays near -1/N per sample when the
+        discriminator rejects the fakes, where log(1 - D(G(z))) would give ~0 (Goodfellow et al. section 3)."""
+        return F.binary_cross_entropy_with_logits(d_gen, torch.ones_like(d_gen))
+
     def training_step(self, batch, batch_idx):
         x, y = batch
         real = self.to_unit(x)  # (N, C, H, W) in [-1, 1]
@@ -248,8 +256,7 @@ class GANTask(ZooTask):
         self.toggle_optimizer(opt_d)
         d_real = self.discriminator(real, y).squeeze(1)  # (N,) logits
         d_fake = self.discriminator(fake.detach(), y).squeeze(1)
-        d_loss = F.binary_cross_entropy_with_logits(d_real, torch.full_like(d_real, 1.0 - self.label_smoothing)) \
-            + F.binary_cross_entropy_with_logits(d_fake, torch.zeros_like(d_fake))
+        d_loss = self.discriminator_loss(d_real, d_fake)
         opt_d.zero_grad(set_to_none=True)
         self.manual_backward(d_loss)
         self._clip(opt_d)
@@ -259,7 +266,7 @@ class GANTask(ZooTask):
         # 2. Generator, non-saturating: minimise -log D(G(z)) = BCE(D(G(z)), 1).
         self.toggle_optimizer(opt_g)
         d_gen = self.discriminator(fake, y).squeeze(1)
-        g_loss = F.binary_cross_entropy_with_logits(d_gen, torch.ones_like(d_gen))
+        g_loss = self.generator_loss(d_gen)
         opt_g.zero_grad(set_to_none=True)
         self.manual_backward(g_loss)
         self._clip(opt_g)

@@ -19,11 +19,30 @@ move the training run's random stream.
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 import torch.nn as nn
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """The helper classifier's own Trainer and the metrics' buffer notices are not the user's run: keep
+    their start-up lines and warnings (accelerator banner, "no val_dataloader", "saves all features in
+    a buffer") off the console."""
+    log = logging.getLogger("lightning.pytorch")
+    level = log.level
+    log.setLevel(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        log.setLevel(level)
 
 
 class FeatureExtractorError(ValueError):
@@ -59,7 +78,8 @@ def load_classifier(path: str | Path, input_shape: tuple[int, ...], num_classes:
     takes raw samples of ``input_shape``."""
     from .classification import ClassificationTask
 
-    clf = ClassificationTask.load_from_checkpoint(str(path), map_location="cpu")
+    with _quiet():
+        clf = ClassificationTask.load_from_checkpoint(str(path), map_location="cpu")
     got = tuple(clf.hparams.get("input_shape") or ())
     if got != tuple(input_shape):
         raise FeatureExtractorError(
@@ -87,7 +107,7 @@ def train_classifier(path: str | Path, x: torch.Tensor, y: torch.Tensor, input_s
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=[]), _quiet():
         torch.manual_seed(seed)
         clf = ClassificationTask(
             model="simple_convnet", model_kwargs={"padding": 2} if min(input_shape[1:]) < 16 else {},
@@ -101,6 +121,31 @@ def train_classifier(path: str | Path, x: torch.Tensor, y: torch.Tensor, input_s
         trainer.fit(clf, train_dataloaders=loader)
         trainer.save_checkpoint(path)
     return path
+
+
+def train_rows(dm) -> tuple[torch.Tensor, torch.Tensor] | tuple[None, None]:
+    """A set-up ArrayDataModule's training rows, raw (never augmented: they are kept as arrays)."""
+    x, idx = getattr(dm, "raw_x", None), getattr(dm, "split_indices", None)
+    if x is None or idx is None:
+        return None, None
+    return torch.as_tensor(x[idx["train"]]), torch.as_tensor(dm.raw_y[idx["train"]])
+
+
+def ensure_classifier(path: str | Path, dm) -> nn.Module:
+    """The feature-extractor classifier at ``path`` for the set-up DataModule ``dm``: loaded (and checked
+    against the data's shape and classes), or first trained on ``dm``'s training rows and kept there."""
+    path = Path(path)
+    shape, classes = tuple(dm.input_shape), int(dm.num_classes)
+    if not path.exists():
+        x, y = train_rows(dm)
+        if x is None:
+            raise FeatureExtractorError(
+                f"model.feature_extractor {str(path)!r} does not exist and {type(dm).__name__} has no training rows to "
+                "train it on; train a ClassificationTask on this data and point to its checkpoint"
+            )
+        print(f"Training the feature-extractor classifier on the {len(x)} training rows -> {path}")
+        train_classifier(path, x, y, shape, classes, dm.preprocessing)
+    return load_classifier(path, shape, classes)
 
 
 @torch.no_grad()
@@ -128,7 +173,8 @@ def kernel_distance(classifier: nn.Module, real: torch.Tensor, fake: torch.Tenso
     from torchmetrics.image.kid import KernelInceptionDistance
 
     size = min(len(real), len(fake), 1000)
-    kid = KernelInceptionDistance(feature=_Features(classifier), subsets=50, subset_size=size).to(real.device)
+    with _quiet():
+        kid = KernelInceptionDistance(feature=_Features(classifier), subsets=50, subset_size=size).to(real.device)
     kid.update(real.float(), real=True)
     kid.update(fake.float().to(real.device), real=False)
     with torch.random.fork_rng(devices=[]):
@@ -142,7 +188,8 @@ def inception_score(classifier: nn.Module, x: torch.Tensor, seed: int = 0) -> fl
     """Classifier-based Inception Score (mean over 10 splits; torchmetrics' IS with the logits as feature)."""
     from torchmetrics.image.inception import InceptionScore
 
-    metric = InceptionScore(feature=_Logits(classifier)).to(x.device)
+    with _quiet():
+        metric = InceptionScore(feature=_Logits(classifier)).to(x.device)
     metric.update(x.float())
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
