@@ -163,9 +163,9 @@ def test_checkpoint_resumes_both_optimizers(tmp_path):
 
 def test_bf16_mixed_trains_on_cpu(tmp_path):
     torch.manual_seed(0)
-    task = GANTask(model="dcgan", input_shape=[1, 8, 8], gradient_clip_val=1.0)
+    task = GANTask(model="gan", input_shape=[1, 8, 8], gradient_clip_val=1.0)
     before = [p.detach().clone() for p in task.generator.parameters()]
-    _trainer(tmp_path, precision="bf16-mixed").fit(task, datamodule=DigitsDataModule(batch_size=32))
+    _trainer(tmp_path, precision="bf16-mixed", limit_train_batches=2).fit(task, datamodule=DigitsDataModule(batch_size=32))
     m = task.trainer.callback_metrics
     assert torch.isfinite(m["train/d_loss"]) and torch.isfinite(m["train/g_loss"])
     assert any(not torch.equal(a, b) for a, b in zip(before, task.generator.parameters()))
@@ -176,13 +176,13 @@ def test_bf16_mixed_trains_on_cpu(tmp_path):
 
 @pytest.fixture(scope="module")
 def digits_classifier(tmp_path_factory):
-    """A quick classifier on the digits' training rows (5 epochs) and the raw train/test rows."""
+    """A quick classifier on the digits' training rows (3 epochs) and the raw train/test rows."""
     dm = DigitsDataModule()
     dm.setup("fit")
     idx = dm.split_indices
     x, y = torch.as_tensor(dm.raw_x), torch.as_tensor(dm.raw_y)
     path = tmp_path_factory.mktemp("fx") / "clf.ckpt"
-    gm.train_classifier(path, x[idx["train"]], y[idx["train"]], (1, 8, 8), 10, dm.preprocessing, epochs=5)
+    gm.train_classifier(path, x[idx["train"]], y[idx["train"]], (1, 8, 8), 10, dm.preprocessing, epochs=3)
     return gm.load_classifier(path, (1, 8, 8), 10), x[idx["train"]], x[idx["test"]], path
 
 

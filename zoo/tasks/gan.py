@@ -24,6 +24,7 @@ rows) and ``test/interp_changes`` (mean class changes along 100 linear latent pa
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -438,7 +439,25 @@ class GANTask(ZooTask):
 
     # ----------------------------------------------------------------------------- predict
 
+    def on_predict_epoch_start(self) -> None:
+        self._predicted: list[torch.Tensor] = []
+
     def predict_step(self, batch, batch_idx, dataloader_idx: int = 0) -> dict[str, torch.Tensor]:
-        """One generated image per input row (the input only sets how many), from codes seeded by the batch index."""
+        """One generated image per input row (the input only sets how many), from codes seeded by the batch
+        index; ``zoo predict`` writes them to ``predictions.pt`` and, as a grid, to ``<log_dir>/samples.png``."""
         x = batch[0] if isinstance(batch, (list, tuple)) else batch
-        return {"samples": self._samples(len(x), seed=10_000 + batch_idx)}
+        out = self._samples(len(x), seed=10_000 + batch_idx)
+        self._predicted.append(out.cpu())
+        return {"samples": out}
+
+    def on_predict_epoch_end(self) -> None:
+        if not self._predicted or not self.trainer.is_global_zero:
+            return
+        from torchvision.utils import save_image
+
+        lo, hi = self._range()
+        imgs = torch.cat(self._predicted)  # (N, C, H, W), this rank's
+        out = run_dir(self.trainer)
+        out.mkdir(parents=True, exist_ok=True)
+        save_image(((imgs - lo) / (hi - lo)).clamp(0, 1), out / "samples.png", nrow=int(math.ceil(math.sqrt(len(imgs)))), pad_value=1.0)
+        self._predicted = []
