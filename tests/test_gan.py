@@ -231,3 +231,25 @@ def test_bad_gan_config_gives_one_line(args, expected, capfd):
     err = [ln for ln in capfd.readouterr().err.splitlines() if ln.strip()]
     assert e.value.code == 2 and len(err) <= 3, err
     assert any(ln.startswith("error: ") and expected in ln for ln in err), err
+
+
+def test_interpolation_paths_run_between_the_end_codes():
+    from zoo.tasks.gan import slerp
+
+    torch.manual_seed(0)
+    a, b = torch.randn(2, 100)
+    b = b / b.norm() * a.norm()
+    path = slerp(a, b, torch.linspace(0, 1, 5))  # (5, 100)
+    torch.testing.assert_close(path[0], a)
+    torch.testing.assert_close(path[-1], b)
+    torch.testing.assert_close(path.norm(dim=1), a.norm().expand(5))  # equal norms stay on the sphere
+    assert float(((a + b) / 2).norm()) < float(path[2].norm())  # where the straight line shrinks
+    task = GANTask(model="dcgan", input_shape=[1, 8, 8], pixel_range=[0, 16]).eval()
+    for spherical in (False, True):
+        imgs = task.interpolation_paths(3, 6, seed=0, spherical=spherical)
+        assert imgs.shape == (3, 6, 1, 8, 8) and 0 <= float(imgs.min()) and float(imgs.max()) <= 16
+        gen = torch.Generator().manual_seed(0)
+        ends = torch.randn(2, 3, 100, generator=gen)  # the same codes interpolation_paths draws
+        with torch.no_grad():
+            torch.testing.assert_close(imgs[:, 0], task(ends[0]), atol=1e-4, rtol=1e-4)
+            torch.testing.assert_close(imgs[:, -1], task(ends[1]), atol=1e-4, rtol=1e-4)
