@@ -64,6 +64,15 @@ def _check_latent(latent_dim: int, who: str) -> int:
     return int(latent_dim)
 
 
+def _latent_from(latent_dim: int, input_shape: Sequence[int] | None, who: str) -> int:
+    if input_shape is not None:
+        shape = tuple(int(s) for s in input_shape)
+        if len(shape) != 1:
+            raise ValueError(f"{who}: input_shape is the code's shape (latent_dim,), got {shape}; set output_shape for the images")
+        latent_dim = shape[0]
+    return _check_latent(latent_dim, who)
+
+
 def _one_hot(y: torch.Tensor | None, classes: int, n: int, who: str) -> torch.Tensor | None:
     """(N, classes) one-hot labels, or None for an unconditional model."""
     if classes == 0:
@@ -95,6 +104,7 @@ class MLPGenerator(ZooModel):
         num_classes: must be 0: a generator has no classification head (kept for the zoo's shared surface).
         hidden: widths of the hidden layers.
         cond_classes: classes the generator is conditioned on (0: unconditional).
+        input_shape: ``(latent_dim,)``, the zoo's shared name for what ``forward`` takes (overrides ``latent_dim``).
     """
 
     def __init__(
@@ -104,8 +114,9 @@ class MLPGenerator(ZooModel):
         num_classes: int = 0,
         hidden: Sequence[int] = (256, 512),
         cond_classes: int = 0,
+        input_shape: Sequence[int] | None = None,
     ) -> None:
-        latent_dim = _check_latent(latent_dim, "MLPGenerator")
+        latent_dim = _latent_from(latent_dim, input_shape, "MLPGenerator")
         super().__init__((latent_dim,), num_classes)
         if num_classes != 0:
             raise ValueError(f"MLPGenerator: num_classes must be 0 (a generator has no classifier head), got {num_classes}; condition on labels with cond_classes")
@@ -189,6 +200,7 @@ class DCGANGenerator(ZooModel):
         width: channels of the layer before the output (the base map has ``width * 2**(k-1)``).
         max_upsamplings: upper bound on k.
         cond_classes: classes the generator is conditioned on (0: unconditional).
+        input_shape: ``(latent_dim,)``, the zoo's shared name for what ``forward`` takes (overrides ``latent_dim``).
     """
 
     def __init__(
@@ -199,8 +211,9 @@ class DCGANGenerator(ZooModel):
         width: int = 64,
         max_upsamplings: int = 3,
         cond_classes: int = 0,
+        input_shape: Sequence[int] | None = None,
     ) -> None:
-        latent_dim = _check_latent(latent_dim, "DCGANGenerator")
+        latent_dim = _latent_from(latent_dim, input_shape, "DCGANGenerator")
         super().__init__((latent_dim,), num_classes)
         if num_classes != 0:
             raise ValueError(f"DCGANGenerator: num_classes must be 0 (a generator has no classifier head), got {num_classes}; condition on labels with cond_classes")
