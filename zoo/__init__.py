@@ -12,6 +12,7 @@ from . import mlp, lenet  # noqa: E402,F401  isort: skip
 from . import linear, perceptron  # noqa: E402,F401  isort: skip
 from . import simple_convnet, vgg, resnet, rnn  # noqa: E402,F401  isort: skip
 from . import autoencoder, rbm  # noqa: E402,F401  isort: skip
+from . import gan  # noqa: E402,F401  isort: skip
 
 __all__ = [
     "ZooModel",

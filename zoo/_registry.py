@@ -43,11 +43,11 @@ class ModelEntry:
     family: str
     default_config: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
-    output: str = "logits"  # what forward returns: "logits" (num_classes wide) or "reconstruction" (input-shaped)
+    output: str = "logits"  # what forward returns: "logits" (num_classes wide), "reconstruction" (input-shaped), "image" (a generator's output_shape)
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
-OUTPUTS = ("logits", "reconstruction")
+OUTPUTS = ("logits", "reconstruction", "image")
 
 
 def register_model(
@@ -146,5 +146,17 @@ def model_info(name: str) -> dict[str, Any]:
         "output": e.output,
         # The shape of one sample of forward's output, so callers (and the registry tests) need no
         # per-family knowledge: classifiers give num_classes scores, autoencoders an input-shaped image.
-        "output_shape": tuple(e.input_shape) if e.output == "reconstruction" else (e.num_classes,),
+        # Generators ("image") map a code to an image of the shape they were built for.
+        "output_shape": _output_shape(e),
     }
+
+
+def _output_shape(e: ModelEntry) -> tuple[int, ...]:
+    if e.output == "reconstruction":
+        return tuple(e.input_shape)
+    if e.output == "image":
+        import torch
+
+        with torch.device("meta"):
+            return tuple(e.fn().output_shape)
+    return (e.num_classes,)

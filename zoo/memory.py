@@ -254,7 +254,8 @@ def estimate_registered(name: str, batch_size: int, precision: str = "32-true", 
 
     info = zoo.model_info(name)
     shape = tuple(input_shape or info["input_shape"])
-    kwargs = {"num_classes": info.get("num_classes") or 10, "input_shape": shape, **model_kwargs}
+    classes = info.get("num_classes")
+    kwargs = {"num_classes": 10 if classes is None else classes, "input_shape": shape, **model_kwargs}  # 0: a generator
     return estimate(lambda: zoo.create_model(name, **kwargs), shape, batch_size, precision, optimizer, name=name)
 
 
@@ -320,7 +321,7 @@ def main(argv: Sequence[str]) -> int:
             raise SystemExit(f"zoo info: unknown model {a.target!r}; `zoo list` prints the registered names, or give a config file")
         info = zoo.model_info(a.target)
         shape = tuple(info["input_shape"])
-        kwargs = {"num_classes": info.get("num_classes") or 10, "input_shape": shape}
+        kwargs = {"num_classes": 10 if info.get("num_classes") is None else info["num_classes"], "input_shape": shape}  # 0: a generator
         build = lambda: zoo.create_model(a.target, **kwargs)  # noqa: E731
         bs, prec, opt, name = a.batch_size or 32, a.precision or "32-true", a.optimizer or "adam", a.target
     est = estimate(build, shape, bs, prec, opt, name=name)

@@ -4,6 +4,7 @@ from .base import OPTIMIZERS, SCHEDULERS, ZooTask
 from .binary import BinaryClassificationTask, PerceptronTask
 from .classification import ClassificationTask
 from .finetune import FinetuneTask
+from .gan import GANTask
 from .regression import RegressionTask
 from .representation import DBNTask, EnergyTask, ReconstructionTask, VariationalTask
 from .sequence import SequenceRegressionTask
@@ -12,6 +13,7 @@ __all__ = [
     "ZooTask",
     "ClassificationTask",
     "FinetuneTask",
+    "GANTask",
     "BinaryClassificationTask",
     "PerceptronTask",
     "RegressionTask",

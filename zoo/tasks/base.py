@@ -151,11 +151,15 @@ class ZooTask(pl.LightningModule):
         """``(input transform, network)``; tasks that bring their own network (fine-tuning) override it."""
         preprocess = InputTransform(preprocessing) if preprocessing else nn.Identity()
         net_shape = preprocess.output_shape if preprocessing else tuple(input_shape)
-        return preprocess, zoo.create_model(model, input_shape=net_shape, **self.net_kwargs(num_classes), **model_kwargs)
+        return preprocess, self.build_net(model, net_shape, num_classes, model_kwargs)
 
     def optimizer_params(self) -> list:
         """What the optimizer trains: the trainable parameters, or parameter groups with their own ``lr``."""
         return [p for p in self.parameters() if p.requires_grad]
+
+    def build_net(self, model: str, input_shape: tuple[int, ...], num_classes: int, model_kwargs: dict[str, Any]) -> nn.Module:
+        """The network ``self.net``; tasks that train several registered networks (a GAN) override this."""
+        return zoo.create_model(model, input_shape=input_shape, **self.net_kwargs(num_classes), **model_kwargs)
 
     def net_kwargs(self, num_classes: int) -> dict[str, Any]:
         """Task-specific constructor arguments for the network (classification: ``num_classes``)."""
