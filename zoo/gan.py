@@ -135,7 +135,7 @@ class MLPGenerator(ZooModel):
 
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         self.check_input(z)
-        c = _one_hot(y, self.cond_classes, len(z), "MLPGenerator")
+        c = _one_hot(y, self.cond_classes, z.shape[0], "MLPGenerator")
         h = z if c is None else torch.cat([z, c], dim=1)  # (N, latent + cond)
         return self.body(h).unflatten(1, self.output_shape)  # (N, C, H, W) in [-1, 1]
 
@@ -176,11 +176,14 @@ class MLPDiscriminator(ZooModel):
         self.num_features = width
         self.head = make_head(width, num_classes)
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+    def forward_features(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         self.check_input(x)
-        c = _one_hot(y, self.cond_classes, len(x), "MLPDiscriminator")
+        c = _one_hot(y, self.cond_classes, x.shape[0], "MLPDiscriminator")
         h = x.flatten(1) if c is None else torch.cat([x.flatten(1), c], dim=1)  # (N, C*H*W + cond)
-        return self.head(self.features(h))
+        return self.features(h)  # (N, num_features)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        return self.head(self.forward_features(x, y))
 
 
 # ------------------------------------------------------------------------------------------ DCGAN
@@ -244,7 +247,7 @@ class DCGANGenerator(ZooModel):
 
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         self.check_input(z)
-        cond = _one_hot(y, self.cond_classes, len(z), "DCGANGenerator")
+        cond = _one_hot(y, self.cond_classes, z.shape[0], "DCGANGenerator")
         h = z if cond is None else torch.cat([z, cond], dim=1)  # (N, latent + cond)
         return self.body(h[:, :, None, None])  # (N, C, H, W) in [-1, 1]
 
@@ -293,12 +296,15 @@ class DCGANDiscriminator(ZooModel):
         self.head = make_head(self.num_features, num_classes)
         dcgan_init(self)
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+    def forward_features(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         self.check_input(x)
-        cond = _one_hot(y, self.cond_classes, len(x), "DCGANDiscriminator")
+        cond = _one_hot(y, self.cond_classes, x.shape[0], "DCGANDiscriminator")
         if cond is not None:  # labels as constant feature maps: (N, C + cond, H, W)
             x = torch.cat([x, cond[:, :, None, None].expand(-1, -1, *x.shape[2:])], dim=1)
-        return self.head(self.features(x))
+        return self.features(x)  # (N, num_features)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        return self.head(self.forward_features(x, y))
 
 
 # --------------------------------------------------------------------------------------- variants
