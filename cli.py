@@ -61,6 +61,7 @@ commands:
   predict    predict with a checkpoint:              zoo predict --config C --ckpt_path P
   list       the model registry:                     zoo list [PATTERN]
   audit      contamination report of a config's data: zoo audit --config C [--mode warn|fail|drop]
+  tune       hyper-parameter search (Optuna):        zoo tune --config C --search S --n-trials N
 
 `zoo COMMAND --help` lists a command's options; `zoo fit --config C --print_config` shows a resolved config.
 """
@@ -94,6 +95,12 @@ def main(argv: list[str] | None = None) -> None:
             raise SystemExit(code)
         return
     from zoo import cli_errors
+
+    if argv[0] == "tune":  # Optuna search over a config (zoo/tune.py)
+        from zoo import tune
+
+        cli_errors.run(tune.main, argv[1:])
+        return
     from zoo.lightning_cli import ZooCLI
 
     # Errors the zoo can name become one line `error: <what>, <fix>` with exit code 2 (--debug: traceback).
