@@ -565,8 +565,9 @@ class Tuner:
         for name, fn in (("history", ovm.plot_optimization_history), ("importances", ovm.plot_param_importances), ("slice", ovm.plot_slice)):
             try:
                 with warnings.catch_warnings():
-                    # Optuna marks its matplotlib plots "experimental"; the warning is not the user's business.
-                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                    # Optuna marks its matplotlib plots "experimental", and matplotlib warns about axes
+                    # of one value (a space the trials hit once); neither is the user's business.
+                    warnings.simplefilter("ignore")
                     ax = fn(study)
                 fig = (ax.flat[0] if hasattr(ax, "flat") else ax).figure
                 path = self.out / f"{name}.png"
