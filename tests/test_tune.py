@@ -170,10 +170,11 @@ def _popen(args: list[str], cwd: Path) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
 
+@pytest.mark.timeout(900)  # three `zoo tune` processes; ~30 s on a quiet machine, minutes on a busy one
 def test_killed_tune_resumes_and_two_processes_share_one_study(tmp_path):
     """Kill ``zoo tune`` during a trial; then two ``zoo tune`` processes resume the same SQLite study:
     the finished trials are kept, the study reaches --n-trials finished trials, no trial number twice."""
-    n = 5
+    n = 4
     cfg = write(tmp_path / "tiny.yaml", {**TINY, "trainer": {**TINY["trainer"], "max_epochs": 3}})
     search = write(tmp_path / "search.yaml", {"metric": "val/acc", "sampler": {"name": "random", "seed": 0},
                                                "space": {"model.init_args.lr": {"type": "float", "low": 1e-3, "high": 3e-2, "log": True}}})
@@ -182,9 +183,12 @@ def test_killed_tune_resumes_and_two_processes_share_one_study(tmp_path):
             "--study-name", "s", "--no-refit"]
     first = _popen([*args, "--output-dir", str(tmp_path / "a")], tmp_path)
     try:
-        deadline = time.time() + 240
+        deadline = time.time() + 400
         while time.time() < deadline and first.poll() is None:
-            rows = states(db) if db.is_file() else []
+            try:
+                rows = states(db) if db.is_file() else []
+            except sqlite3.OperationalError:  # Optuna is still creating its tables
+                rows = []
             done = [r for r in rows if r[1] == "COMPLETE"]
             if done and any(r[1] == "RUNNING" and r[0] > done[-1][0] for r in rows):
                 break  # one trial finished, the next one is training: kill now
@@ -200,7 +204,13 @@ def test_killed_tune_resumes_and_two_processes_share_one_study(tmp_path):
     assert 1 <= len(kept) < n
 
     workers = [_popen([*args, "--output-dir", str(tmp_path / d)], tmp_path) for d in ("b", "c")]
-    outs = [w.communicate(timeout=280)[0] for w in workers]
+    try:
+        outs = [w.communicate(timeout=400)[0] for w in workers]
+    finally:
+        for w in workers:  # a failed assertion or timeout leaves no process behind
+            if w.poll() is None:
+                w.kill()
+                w.wait()
     assert [w.returncode for w in workers] == [0, 0], outs
     rows = states(db)
     numbers = [num for num, _, _ in rows]
@@ -211,4 +221,4 @@ def test_killed_tune_resumes_and_two_processes_share_one_study(tmp_path):
     # the killed trial was never completed: still RUNNING (heartbeat not yet stale) or marked FAIL
     killed = [num for num, s, _ in rows if s in ("RUNNING", "FAIL")]
     assert len(killed) == 1 and killed[0] == max(k for k, _ in kept) + 1
-    assert all("s' in sqlite:///" in o and "of 5 trials finished" in o for o in outs)
+    assert all("s' in sqlite:///" in o and "of 4 trials finished" in o for o in outs)
