@@ -222,3 +222,44 @@ def test_killed_tune_resumes_and_two_processes_share_one_study(tmp_path):
     killed = [num for num, s, _ in rows if s in ("RUNNING", "FAIL")]
     assert len(killed) == 1 and killed[0] == max(k for k, _ in kept) + 1
     assert all("s' in sqlite:///" in o and "of 4 trials finished" in o for o in outs)
+
+
+# ------------------------------------------------------------------------------------ pruning callback
+
+
+def test_pruning_callback_reports_each_validation_and_stops_the_fit_cleanly():
+    """The callback is a lightning.pytorch callback (never the pytorch_lightning namespace), reports
+    every validation run (not the sanity check), keeps the best value, and stops the fit by
+    ``trainer.should_stop`` when the pruner says so; a metric the task does not log is a clear error."""
+    from types import SimpleNamespace
+
+    import lightning.pytorch as pl
+    import optuna
+    import torch
+
+    assert issubclass(tune.PruningCallback, pl.Callback)
+    assert "pytorch_lightning" not in sys.modules
+
+    class PruneFromThirdReport(optuna.pruners.BasePruner):
+        def prune(self, study, trial):
+            return len(trial.intermediate_values) >= 3
+
+    study = optuna.create_study(direction="maximize", pruner=PruneFromThirdReport())
+    trial = study.ask()
+    cb = tune.PruningCallback(trial, "val/acc", "maximize")
+    trainer = SimpleNamespace(sanity_checking=True, should_stop=False, callback_metrics={"val/acc": torch.tensor(0.0)})
+    cb.on_validation_end(trainer, None)  # sanity check: not reported
+    trainer.sanity_checking = False
+    for acc in (0.5, 0.7):
+        trainer.callback_metrics = {"val/acc": torch.tensor(acc), "val/loss": torch.tensor(1.0)}
+        cb.on_validation_end(trainer, None)
+        assert not trainer.should_stop
+    trainer.callback_metrics["val/acc"] = torch.tensor(0.6)
+    cb.on_validation_end(trainer, None)
+    assert trainer.should_stop and cb.pruned_at == 3
+    assert study.trials[0].intermediate_values == pytest.approx({0: 0.5, 1: 0.7, 2: 0.6})
+    assert cb.best == pytest.approx(0.7)
+
+    missing = tune.PruningCallback(study.ask(), "val/accuracy", "maximize")
+    with pytest.raises(tune.ZooConfigError, match=r"'val/accuracy' is not logged .*val/acc.*set metric"):
+        missing.on_validation_end(trainer, None)
