@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import re
 import sqlite3
@@ -98,7 +99,7 @@ def main() -> None:
         default = default_value(work)
 
     lines = [
-        "| sampler (median pruning) | trials | wall s | pruned | best val/acc | trial that reached it | default config val/acc | refit val/acc | refit test/acc | bars |",
+        "| sampler (median pruning) | trials | wall s | pruned | best val/acc | trials to reach it | default config val/acc | refit val/acc | refit test/acc | bars |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in results:
@@ -115,11 +116,12 @@ def main() -> None:
     for r in results:
         lines.append("")
         lines.append(f"Best {r['name']} parameters: `{json.dumps({k.rsplit('.', 1)[-1]: v for k, v in r['params'].items()})}`.")
-    cpu = "AMD EPYC" if "AMD" in open("/proc/cpuinfo").read() else platform.processor() or "CPU"
+    models = [ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")]
+    cpu = (models[0] if models else platform.processor() or "CPU") + f", {os.cpu_count()} cores"
     lines.append("")
     lines.append(
-        f"Measured on {cpu}, 2 cores (shared with other jobs: wall times are noisy), Python {platform.python_version()}, "
-        f"torch {torch.__version__}, {date.today()}, by `uv run python benchmarks/tune_search.py --n-trials {args.n_trials} --write-readme`; "
+        f"Measured on {cpu} (shared with other jobs: wall times are noisy), Python {platform.python_version()}, "
+        f"torch {torch.__version__}, {date.today()}, by `uv run python benchmarks/tune_search.py {' '.join(sys.argv[1:])}`; "
         "wall s is the whole `zoo tune` process (start-up, trials, plots, refit and its test). CUDA: not measured."
     )
     table = "\n".join(lines)
