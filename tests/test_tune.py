@@ -263,3 +263,14 @@ def test_pruning_callback_reports_each_validation_and_stops_the_fit_cleanly():
     missing = tune.PruningCallback(study.ask(), "val/accuracy", "maximize")
     with pytest.raises(tune.ZooConfigError, match=r"'val/accuracy' is not logged .*val/acc.*set metric"):
         missing.on_validation_end(trainer, None)
+
+
+def test_metric_and_direction_default_to_the_configs_early_stopping(tmp_path):
+    cfg = write(tmp_path / "tiny.yaml", TINY)
+    search = write(tmp_path / "search.yaml", {"space": {"model.init_args.lr": {"type": "float", "low": 0.001, "high": 0.1, "log": True}}})
+    base = ["--config", str(cfg), "--search", str(search), "--n-trials", "1", "--storage", f"sqlite:///{tmp_path / 's.db'}"]
+    plain = tune.Tuner(base)
+    assert (plain.metric, plain.direction) == ("val/loss", "minimize")
+    acc = tune.Tuner([*base, "--early_stopping.monitor", "val/acc", "--early_stopping.mode", "max"])
+    assert (acc.metric, acc.direction) == ("val/acc", "maximize")
+    assert acc.base["early_stopping"]["monitor"] == "val/acc"  # the override reaches every trial's config
