@@ -69,6 +69,7 @@ commands:
   audit      contamination report of a config's data: zoo audit --config C [--mode warn|fail|drop]
   export     checkpoint -> onnx | exported_program | safetensors: zoo export --ckpt_path P --format onnx
   serve      HTTP prediction API (LitServe):          zoo serve --ckpt_path P [--port 8000]
+  tune       hyper-parameter search (Optuna):        zoo tune --config C --search S --n-trials N
 
 `zoo COMMAND --help` lists a command's options; `zoo fit --config C --print_config` shows a resolved config.
 """
@@ -108,6 +109,12 @@ def main(argv: list[str] | None = None) -> None:
 
         command = importlib.import_module(f"zoo.{argv[0]}")
         raise SystemExit(cli_errors.run(command.main, argv[1:]))
+
+    if argv[0] == "tune":  # Optuna search over a config (zoo/tune.py)
+        from zoo import tune
+
+        cli_errors.run(tune.main, argv[1:])
+        return
     from zoo.lightning_cli import ZooCLI
 
     # Errors the zoo can name become one line `error: <what>, <fix>` with exit code 2 (--debug: traceback).
