@@ -61,6 +61,8 @@ commands:
   predict    predict with a checkpoint:              zoo predict --config C --ckpt_path P
   list       the model registry:                     zoo list [PATTERN]
   audit      contamination report of a config's data: zoo audit --config C [--mode warn|fail|drop]
+  enrol      gallery of embeddings from a folder:    zoo enrol --ckpt P --folder DIR --out gallery.pt
+  identify   nearest identity or unknown per image:  zoo identify --ckpt P --gallery gallery.pt IMAGES
 
 `zoo COMMAND --help` lists a command's options; `zoo fit --config C --print_config` shows a resolved config.
 """
@@ -86,6 +88,10 @@ def main(argv: list[str] | None = None) -> None:
         from zoo.memory import main as info_main
 
         raise SystemExit(info_main(argv[1:]))
+    if argv[0] in ("enrol", "identify"):  # recognition by embeddings (zoo/gallery.py)
+        import importlib
+
+        raise SystemExit(importlib.import_module(f"zoo.{argv[0]}").main(argv[1:]))
     if argv[0] == "audit":
         from zoo.lightning_cli import run_audit
 
