@@ -91,7 +91,10 @@ def main(argv: list[str] | None = None) -> None:
     if argv[0] in ("enrol", "identify"):  # recognition by embeddings (zoo/gallery.py)
         import importlib
 
-        raise SystemExit(importlib.import_module(f"zoo.{argv[0]}").main(argv[1:]))
+        code = importlib.import_module(f"zoo.{argv[0]}").main(argv[1:])
+        if code:
+            raise SystemExit(code)
+        return
     if argv[0] == "audit":
         from zoo.lightning_cli import run_audit
 

@@ -129,8 +129,11 @@ def equal_error(dist: torch.Tensor, same: torch.Tensor) -> tuple[float, float, f
     fnr = 1.0 - tpr
     i = int((fpr - fnr).abs().argmin())
     eer = float((fpr[i] + fnr[i]) / 2)
-    t = float(thr[i].clamp(1e-12, 1.0))
-    return auc, eer, 1.0 / t - 1.0  # accept a pair when its distance <= this
+    # Pairs scoring >= thr[i] are accepted there; the threshold goes midway to the next score down, so a
+    # gap between the classes (perfect separation) is split in the middle, not at its genuine edge.
+    d_at = 1.0 / float(thr[i].clamp(1e-12, 1.0)) - 1.0
+    d_next = 1.0 / float(thr[i + 1].clamp(1e-12, 1.0)) - 1.0 if i + 1 < len(thr) else d_at
+    return auc, eer, (d_at + d_next) / 2  # accept a pair when its distance <= this
 
 
 # ------------------------------------------------------------------------------------ task
