@@ -219,10 +219,15 @@ class MetricLearningTask(ZooTask):
 
     def setup(self, stage: str) -> None:
         super().setup(stage)
+        if self._trainer is not None and self.trainer.world_size > 1:
+            # Scores need every embedding of a split in one place and the P x K sampler is not sharded.
+            raise ValueError(
+                f"MetricLearningTask runs on one process (trainer.world_size is {self.trainer.world_size}): its episodes "
+                "and pairs score whole splits; set trainer.devices: 1 and trainer.num_nodes: 1"
+            )
         dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         if dm is None or not hasattr(dm, "split_labels"):
             return
-        hp = self.hparams
         for split in ("val", "test"):  # one line before any training, not after the first epoch
             self._episodes_for(dm.split_labels(split))
 
