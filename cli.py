@@ -61,8 +61,8 @@ commands:
   predict    predict with a checkpoint:              zoo predict --config C --ckpt_path P
   list       the model registry:                     zoo list [PATTERN]
   audit      contamination report of a config's data: zoo audit --config C [--mode warn|fail|drop]
-  enrol      gallery of embeddings from a folder:    zoo enrol --ckpt P --folder DIR --out gallery.pt
-  identify   nearest identity or unknown per image:  zoo identify --ckpt P --gallery gallery.pt IMAGES
+  enrol      gallery of embeddings from a folder:    zoo enrol --ckpt_path P --folder DIR --out gallery.pt
+  identify   nearest identity or unknown per image:  zoo identify --ckpt_path P --gallery gallery.pt IMAGES
 
 `zoo COMMAND --help` lists a command's options; `zoo fit --config C --print_config` shows a resolved config.
 """

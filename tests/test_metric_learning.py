@@ -241,7 +241,7 @@ def test_enrol_identify_round_trip_on_an_image_folder(tmp_path, capsys):
     out = tmp_path / "gallery.pt"
     cli.main(["enrol", "--ckpt", str(ckpt), "--folder", str(gal), "--out", str(out)])
     capsys.readouterr()
-    cli.main(["identify", "--ckpt", str(ckpt), "--gallery", str(out), "--json", str(queries), str(stranger)])
+    cli.main(["identify", "--ckpt_path", str(ckpt), "--gallery", str(out), "--json", str(queries), str(stranger)])
     rows = json.loads(capsys.readouterr().out)
     known = [r for r in rows if "/stranger/" not in r["file"]]
     wrong = [r for r in known if r["identity"] != Path(r["file"]).parent.name]

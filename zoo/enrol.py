@@ -1,6 +1,6 @@
 """``zoo enrol``: build a gallery of embeddings from a folder of identities (``zoo.gallery``).
 
-    zoo enrol --ckpt runs/faces/best.ckpt --folder gallery/ --out gallery.pt
+    zoo enrol --ckpt_path runs/faces/best.ckpt --folder gallery/ --out gallery.pt
 
 ``gallery/<name>/<images>``: one or a few images per identity. The file records the model's weight
 fingerprint (``zoo identify`` refuses a gallery built by another model) and its validation threshold.
@@ -14,7 +14,7 @@ import sys
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="zoo enrol", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--ckpt", required=True, help="checkpoint of a metric-learning model (zoo fit)")
+    parser.add_argument("--ckpt_path", "--ckpt", dest="ckpt", required=True, help="checkpoint of a metric-learning model (zoo fit)")
     parser.add_argument("--folder", required=True, help="folder/<identity>/<images>")
     parser.add_argument("--out", default="gallery.pt", help="gallery file to write (default gallery.pt)")
     args = parser.parse_args(argv)

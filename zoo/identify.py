@@ -1,6 +1,6 @@
 """``zoo identify``: the nearest gallery identity of each query image, or ``unknown`` (``zoo.gallery``).
 
-    zoo identify --ckpt runs/faces/best.ckpt --gallery gallery.pt photos/ one.jpg
+    zoo identify --ckpt_path runs/faces/best.ckpt --gallery gallery.pt photos/ one.jpg
 
 Prints one line per query image: file, identity (or ``unknown``), distance, nearest identity. A query
 is ``unknown`` when the nearest gallery embedding is farther than the threshold: the model's distance
@@ -17,7 +17,7 @@ from pathlib import Path
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="zoo identify", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--ckpt", required=True, help="checkpoint of the model that built the gallery")
+    parser.add_argument("--ckpt_path", "--ckpt", dest="ckpt", required=True, help="checkpoint of the model that built the gallery")
     parser.add_argument("--gallery", required=True, help="gallery file from zoo enrol")
     parser.add_argument("--threshold", type=float, default=None, help="distance above which a query is unknown")
     parser.add_argument("--json", action="store_true", help="print a JSON list")
