@@ -70,6 +70,8 @@ commands:
   export     checkpoint -> onnx | exported_program | safetensors: zoo export --ckpt_path P --format onnx
   serve      HTTP prediction API (LitServe):          zoo serve --ckpt_path P [--port 8000]
   tune       hyper-parameter search (Optuna):        zoo tune --config C --search S --n-trials N
+  enrol      gallery of embeddings from a folder:    zoo enrol --ckpt_path P --folder DIR --out gallery.pt
+  identify   nearest identity or unknown per image:  zoo identify --ckpt_path P --gallery gallery.pt IMAGES
 
 `zoo COMMAND --help` lists a command's options; `zoo fit --config C --print_config` shows a resolved config.
 """
@@ -95,6 +97,13 @@ def main(argv: list[str] | None = None) -> None:
         from zoo.memory import main as info_main
 
         raise SystemExit(info_main(argv[1:]))
+    if argv[0] in ("enrol", "identify"):  # recognition by embeddings (zoo/gallery.py)
+        import importlib
+
+        code = importlib.import_module(f"zoo.{argv[0]}").main(argv[1:])
+        if code:
+            raise SystemExit(code)
+        return
     if argv[0] == "audit":
         from zoo.lightning_cli import run_audit
 
