@@ -201,7 +201,7 @@ def test_configs_build_the_metric_task():
         assert isinstance(c.model, MetricLearningTask) and c.model.hparams.loss == loss
         assert c.datamodule.train_classes == [0, 1, 2, 3, 4]
         monitors = {type(cb).__name__: cb.monitor for cb in c.trainer.callbacks if hasattr(cb, "monitor")}
-        assert monitors["EarlyStopping"] == monitors["ModelCheckpoint"] == "val/eer"
+        assert monitors["EarlyStopping"] == monitors["ZooModelCheckpoint"] == "val/eer"
 
 
 # ------------------------------------------------------------------------ enrol / identify
