@@ -70,7 +70,7 @@ def main() -> None:
         f"Fresh random raw input (not the traced example), onnxruntime {__import__('onnxruntime').__version__} CPU. "
         f"Measured on {machine()}, {datetime.date.today()}, by `uv run python benchmarks/export_parity.py"
         f"{' --models ' + ' '.join(a.models) if a.models else ''} --write-readme`; export seconds include "
-        "torch.export tracing and the ONNX translation, on a machine shared with other jobs (noisy)."
+        "torch.export tracing and the ONNX translation."
     )
     table = "\n".join(lines)
     if a.write_readme:

@@ -120,7 +120,7 @@ def main() -> None:
     cpu = (models[0] if models else platform.processor() or "CPU") + f", {os.cpu_count()} cores"
     lines.append("")
     lines.append(
-        f"Measured on {cpu} (shared with other jobs: wall times are noisy), Python {platform.python_version()}, "
+        f"Measured on {cpu}, Python {platform.python_version()}, "
         f"torch {torch.__version__}, {date.today()}, by `uv run python benchmarks/tune_search.py {' '.join(sys.argv[1:])}`; "
         "wall s is the whole `zoo tune` process (start-up, trials, plots, refit and its test). CUDA: not measured."
     )
