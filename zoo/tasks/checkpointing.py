@@ -142,20 +142,28 @@ def atomic_torch_save(obj: Any, path: Any) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{_owner_tag()}.", suffix=TEMP_SUFFIX, dir=path.parent)
-    try:
+
+    def write() -> None:
         with os.fdopen(fd, "wb") as f:
             os.fchmod(f.fileno(), 0o666 & ~_UMASK)
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+
+    _publish(Path(tmp), path, write)
+
+
+def _publish(tmp: Path, dst: Path, make: Callable[[], None]) -> None:
+    """Run ``make`` (it fills ``tmp``), rename ``tmp`` over ``dst`` and fsync the directory. On any
+    exception, KeyboardInterrupt included, ``tmp`` is removed and ``dst`` stays as it was."""
+    try:
+        make()
+        os.replace(tmp, dst)
     except BaseException:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        except FileNotFoundError:
-            pass
         raise
-    _fsync_dir(path.parent)
+    _fsync_dir(dst.parent)
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -175,7 +183,8 @@ def atomic_link(src: Any, dst: Any) -> None:
     links, the bytes are copied (and fsynced) instead."""
     src, dst = Path(src), Path(dst)
     tmp = dst.parent / f".{dst.name}.{_owner_tag()}.{secrets.token_hex(4)}{TEMP_SUFFIX}"
-    try:
+
+    def link() -> None:
         try:
             os.link(src, tmp)
         except OSError:
@@ -184,14 +193,8 @@ def atomic_link(src: Any, dst: Any) -> None:
             shutil.copyfile(src, tmp)
             with open(tmp, "rb+") as f:
                 os.fsync(f.fileno())
-        os.replace(tmp, dst)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    _fsync_dir(dst.parent)
+
+    _publish(tmp, dst, link)
 
 
 def _is_local(path: Any) -> bool:
