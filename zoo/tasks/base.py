@@ -8,6 +8,7 @@ rebuilds the network and its fitted input transform without any other file.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Sequence
 
 import lightning.pytorch as pl
@@ -330,22 +331,43 @@ class ZooTask(pl.LightningModule):
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
         led = self._ledger
         if led.log_now or batch_idx + 1 >= led.last_batch:  # on the last batch: before validation and checkpoint
-            self._check_finite_loss()
+            self._check_finite_loss(agree=True)
 
-    def _check_finite_loss(self) -> None:
+    def _check_finite_loss(self, agree: bool = False) -> None:
+        """Raise ``NonFiniteLossError`` naming the first batch whose loss went NaN or infinite.
+
+        ``agree``: every process decides together (the batch-end and epoch-end checks, which every
+        rank reaches at the same step). A bad row on one rank's shard makes only that rank's loss
+        non-finite at that step (the all-reduced gradients spread the damage a step later); if that
+        rank alone raised at an epoch's last batch, the others would enter validation's reductions
+        and wait on it forever (NCCL) or fail with a bare connection error (gloo). So the ranks
+        reduce the first bad position (min over ranks) and all raise at the same step: one scalar
+        all-reduce on the steps that already read the device, none on a single process.
+        ``on_save_checkpoint`` checks locally only: a preemption save can happen on one rank alone,
+        and a collective there could never complete."""
         led = self._ledger
         if led.buf is None or not led.steps:
             return
         start, end = led.finite_upto, len(led.steps)
-        losses = led.buf[start:end, 0]  # only rows not checked yet
-        if bool(torch.isfinite(losses).all()):  # the one host read, on logging steps and epoch ends
+        bad = ~torch.isfinite(led.buf[start:end, 0])  # (end - start,): only rows not checked yet
+        # position of the first bad row, or `end` when all are finite: one device scalar
+        first_t = torch.where(bad, torch.arange(start, end, device=bad.device), end).min() if end > start else None
+        ranks = self.trainer.world_size if self._trainer is not None else 1
+        if agree and ranks > 1:
+            if first_t is None:
+                first_t = torch.tensor(end, device=led.buf.device)
+            first_t = self.trainer.strategy.reduce(first_t.float(), reduce_op="min")
+        if first_t is None:
+            return
+        first = int(first_t)  # the one host read, on logging steps and epoch ends
+        if first >= end:
             led.finite_upto = end
             return
-        first = start + int((~torch.isfinite(losses)).nonzero()[0, 0])
         batch_idx, step = led.steps[first]
         value = float(led.buf[first, 0])
+        where = f"train/loss is {value}" if not math.isfinite(value) else "train/loss went non-finite on another process"
         raise NonFiniteLossError(
-            f"train/loss is {value} at global step {step} (epoch {self.current_epoch}, batch {batch_idx}); "
+            f"{where} at global step {step} (epoch {self.current_epoch}, batch {batch_idx}); "
             "the weights are no longer usable and nothing after it was saved: lower model.lr, clip gradients "
             "(trainer.gradient_clip_val), or check the inputs for non-finite values "
             "(add callbacks.GradientInspector to name the first bad layer)"
@@ -355,7 +377,7 @@ class ZooTask(pl.LightningModule):
         led = self._ledger
         if led.buf is None or not led.steps:
             return
-        self._check_finite_loss()
+        self._check_finite_loss(agree=True)
         buf, n = led.buf, len(led.steps)
         rows_at = torch.tensor(led.rows, dtype=buf.dtype, device=buf.device)  # (n,)
         sums = buf[:n].sum(0)  # (1 + k,) on the device
