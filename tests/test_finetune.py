@@ -254,3 +254,51 @@ def test_unreadable_images_fail_or_are_skipped_by_name(tmp_path):
         f.write_bytes(b"garbage")
     with pytest.raises(ValueError, match=r"class folders \['fox'\] have no readable image"):
         ImageFolderDataModule(str(root), image_size=8, bad_files="skip").setup("fit")
+
+
+def _truncated_jpeg(path: Path) -> Path:
+    """A JPEG cut in half: its header reads (PIL's ``verify`` passes it), its pixels do not decode."""
+    from PIL import Image
+
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(path, "JPEG")
+    data = path.read_bytes()  # ~3 kB, of which ~0.6 kB header and tables
+    path.write_bytes(data[: len(data) // 2])
+    with Image.open(path) as im:
+        im.verify()  # the header-level check a streamed folder could be tempted to use passes it
+    return path
+
+
+def test_streamed_folder_finds_a_truncated_image_before_training_and_fails_or_skips_it_by_name(tmp_path):
+    root = write_image_folder(tmp_path / "imgs", per_class=6)
+    bad = _truncated_jpeg(root / "dog" / "p9_truncated.jpg")
+    steps = []
+
+    class Count(pl.Callback):
+        def on_train_batch_start(self, *args):
+            steps.append(1)
+
+    def fit(dm):
+        pl.seed_everything(0)
+        task = ClassificationTask(model="mlp", model_kwargs={"hidden": [8]}, num_classes=3, input_shape=dm.input_shape,
+                                  preprocessing=dm.preprocessing)
+        _trainer(max_epochs=1, limit_val_batches=0, num_sanity_val_steps=0, callbacks=[Count()]).fit(task, dm)
+
+    # bad_files: error -> one line naming the file and the fix, raised in setup, before any training step
+    with pytest.raises(ValueError) as e:
+        fit(ImageFolderDataModule(str(root), image_size=8, in_memory=False, batch_size=4))
+    msg = str(e.value)
+    assert "\n" not in msg and repr(str(bad)) in msg and "truncated" in msg and "bad_files: skip" in msg
+    assert steps == []
+    # bad_files: skip -> named in a warning and in skipped_files, left out before the split; every
+    # remaining file then streams through a whole epoch
+    dm = ImageFolderDataModule(str(root), image_size=8, in_memory=False, batch_size=4, bad_files="skip")
+    with pytest.warns(UserWarning, match=r"skipped 1 unreadable files .*p9_truncated.jpg"):
+        fit(dm)
+    assert dm.skipped_files == [str(bad)] and sum(map(len, dm.split_indices.values())) == 18
+    assert len(steps) == len(dm.train_dataloader())
+    # the in-memory path skips the same file, so both give the same split
+    mem = ImageFolderDataModule(str(root), image_size=8, in_memory=True, bad_files="skip")
+    with pytest.warns(UserWarning, match="p9_truncated.jpg"):
+        mem.setup("fit")
+    for k in ("train", "val", "test"):
+        np.testing.assert_array_equal(mem.split_indices[k], dm.split_indices[k])
