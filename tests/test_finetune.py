@@ -166,7 +166,13 @@ def test_timm_backbone_takes_its_data_config_and_a_local_weights_file(tmp_path):
 
 
 def test_resume_after_the_unfreeze_epoch_keeps_training_the_backbone(tmp_path):
-    """Lightning #21901: BackboneFinetuning re-freezes on resume and unfreezes only at the exact epoch."""
+    """Lightning #21901: BackboneFinetuning re-freezes on resume and unfreezes only at the exact epoch.
+
+    Resumed with the same schedule, the epoch alone says "unfrozen", so that part holds with or
+    without the strategy's saved state. The second resume is the case only the saved state can
+    decide: the resumed run's schedule (``unfreeze_at_epoch`` 3) would freeze the backbone again in
+    epoch 2, but the checkpoint says it was already unfrozen, so it keeps training. Without
+    ``FinetuneStrategy.state_dict``/``load_state_dict`` this test fails (the backbone stays put)."""
     src = _zoo_checkpoint(tmp_path)
     cfg = str(ROOT / "configs/finetune_simple_convnet_digits.yaml")
     args = ["fit", "--config", cfg, "--model.init_args.weights_file", str(src), "--trainer.limit_train_batches", "3",
@@ -174,16 +180,32 @@ def test_resume_after_the_unfreeze_epoch_keeps_training_the_backbone(tmp_path):
             "--checkpoint.save_top_k", "0",
             "--trainer.default_root_dir", str(tmp_path / "runs")]
     cli.main([*args, "--trainer.max_epochs", "2"])  # epoch 0 head only, epoch 1 everything
-    first = torch.load(tmp_path / "ck" / "last.ckpt", weights_only=True)
+    first_path = tmp_path / "first.ckpt"
+    (tmp_path / "ck" / "last.ckpt").rename(first_path)
+    first = torch.load(first_path, weights_only=True)
     state = next(v for k, v in first["callbacks"].items() if "FinetuneStrategy" in k)
     assert state == {"strategy": "freeze_unfreeze", "unfrozen": 2}  # both backbone groups
     lrs = [g["lr"] for g in first["optimizer_states"][0]["param_groups"]]
     assert lrs[-1] == 0.002 and all(lr == pytest.approx(0.0002) for lr in lrs[:-1])  # discriminative rates
-    cli.main([*args, "--trainer.max_epochs", "3", "--ckpt_path", str(tmp_path / "ck" / "last.ckpt")])
-    second = torch.load(tmp_path / "ck" / "last.ckpt", weights_only=True)
-    assert second["epoch"] == first["epoch"] + 1  # one more epoch, resumed
     backbone = [k for k in first["state_dict"] if k.startswith("net.features")]
-    assert backbone and all(not torch.equal(first["state_dict"][k], second["state_dict"][k]) for k in backbone)
+    assert len(backbone) == 4  # the convolution's and the hidden layer's weight and bias
+
+    def resume(*extra: str) -> dict:
+        cli.main([*args, "--ckpt_path", str(first_path), *extra])
+        out = torch.load(tmp_path / "ck" / "last.ckpt", weights_only=True)
+        (tmp_path / "ck" / "last.ckpt").unlink()
+        assert out["epoch"] == first["epoch"] + 1 and out["global_step"] == first["global_step"] + 3  # one more epoch, resumed
+        return out
+
+    for second in (
+        resume("--trainer.max_epochs", "3"),  # the same schedule
+        # a later unfreeze epoch: the saved state, not the schedule, says the backbone is unfrozen
+        resume("--trainer.max_epochs", "4", "--trainer.max_steps", str(first["global_step"] + 3),
+               "--trainer.callbacks.unfreeze_at_epoch", "3", "--early_stopping.strict", "false"),  # max_steps ends before validation
+    ):
+        moved = [k for k in backbone if not torch.equal(first["state_dict"][k], second["state_dict"][k])]
+        assert moved == backbone  # every backbone tensor trained after the resume
+        assert next(v for k, v in second["callbacks"].items() if "FinetuneStrategy" in k)["unfrozen"] == 2
 
 
 def test_strategies_schedule_groups_and_learning_rates(tmp_path):
