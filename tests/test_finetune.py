@@ -215,6 +215,16 @@ def test_strategies_schedule_groups_and_learning_rates(tmp_path):
     task = FinetuneTask(source="zoo", weights_file=str(src), num_classes=5, input_shape=list(dm.input_shape), lr=0.01)
     groups = task.layer_groups()
     assert len(groups) == 3  # the features' convolution block and linear layer, then the new head
+    # reinit_groups=1: the hidden layer next to the head is fresh, the convolution keeps its pretrained weights
+    pretrained_sd = torch.load(src, weights_only=True)["state_dict"]
+    torch.manual_seed(0)
+    fresh = FinetuneTask(source="zoo", weights_file=str(src), num_classes=5, input_shape=list(dm.input_shape), reinit_groups=1)
+    assert fresh.hparams.reinit_groups == 1
+    for k, v in fresh.net.state_dict().items():
+        if not k.startswith("head."):
+            assert torch.equal(v, pretrained_sd[f"net.{k}"]) == k.startswith("features.0"), k
+    with pytest.raises(ValueError, match=r"model.reinit_groups must be in \[0, 2\]"):
+        FinetuneTask(source="zoo", weights_file=str(src), num_classes=5, input_shape=list(dm.input_shape), reinit_groups=3)
     cb = FinetuneStrategy("unfreeze_milestones", milestones=[1, 3], backbone_lr_ratio=0.5, layer_decay=0.5)
     assert [cb.target(e, 2) for e in range(5)] == [0, 1, 1, 2, 2]
     assert [cb.target(e, 5) for e in range(5)] == [0, 3, 3, 5, 5]
