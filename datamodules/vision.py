@@ -145,7 +145,7 @@ def load_image(path: str | Path, size: tuple[int, int], channels: int = 3) -> np
         with Image.open(path) as im:
             im = im.convert("RGB" if channels == 3 else "L").resize((size[1], size[0]), Image.BILINEAR)
             a = np.asarray(im, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, ValueError) as e:
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:  # SyntaxError: some of PIL's decoders
         raise ValueError(f"cannot read image {str(path)!r} ({type(e).__name__}: {e}); delete or replace the file") from None
     return a[None] if a.ndim == 2 else a.transpose(2, 0, 1)  # (C, H, W)
 
@@ -165,17 +165,27 @@ class ImageFileDataset(Dataset):
         return (self.transform(x) if self.transform is not None else x), self.y[i]
 
 
-def _unreadable(path: str, decode: bool) -> str | None:
-    """Why ``path`` cannot be used as an image, or ``None``. ``decode=False`` only checks the header
-    and the file's integrity (PIL's ``verify``), which is cheap enough for a streamed folder."""
-    from PIL import Image, UnidentifiedImageError
+class _DecodeCheck(Dataset):
+    """``(index, why)`` per file: ``why`` is ``""`` when ``load_image`` decodes it, else the reason.
 
-    try:
-        with Image.open(path) as im:
-            im.load() if decode else im.verify()
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
-        return f"{type(e).__name__}: {e}"
-    return None
+    The streamed folder's check before training. It decodes every file in full, as the in-memory path
+    does, rather than PIL's header-level ``verify()``: ``verify`` passes a truncated JPEG (its JPEG
+    plugin checks nothing), which then fails in a worker in the middle of an epoch. The same
+    criterion in both paths also keeps the same files, so streaming and in-memory give the same split.
+    Run through a DataLoader, so ``num_workers`` processes share the decoding."""
+
+    def __init__(self, files: list[str], size: tuple[int, int], channels: int) -> None:
+        self.files, self.size, self.channels = files, size, channels
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int) -> tuple[int, str]:
+        try:
+            load_image(self.files[i], self.size, self.channels)
+        except ValueError as e:  # load_image's one-line "cannot read image ... (why); ..." error
+            return i, str(e).split(" (", 1)[-1].rsplit(");", 1)[0]
+        return i, ""
 
 
 BAD_FILES = ("error", "skip")
@@ -196,6 +206,8 @@ class ImageFolderDataModule(ArrayDataModule):
     Unreadable or corrupt files are found in ``setup``, before training: ``bad_files: error`` (default)
     stops with their names, ``skip`` leaves them out before the split with a warning naming every one
     (also in ``skipped_files``); a class folder left with no readable image is an error either way.
+    Both paths decode every file once to check it (a streamed folder in the DataLoader's workers), so
+    a truncated file never surfaces in the middle of an epoch.
 
     ``zoo predict`` on an image folder predicts every image under ``root`` (class folders or a flat
     folder of photos), in sorted order (``predict_files``); a flat folder needs ``classes`` (the
@@ -316,7 +328,9 @@ class ImageFolderDataModule(ArrayDataModule):
             raise ValueError(f"data.root: class folders {unknown} are not in data.classes {self.classes}; add them to classes or move them out")
         bad = []
         if self.streaming:
-            bad = [(p, why) for p, _ in self.samples if (why := _unreadable(p, decode=False)) is not None]
+            files = [p for p, _ in self.samples]
+            loader = DataLoader(_DecodeCheck(files, self.size, self.channels), batch_size=64, num_workers=self.num_workers, collate_fn=list)
+            bad = [(files[i], why) for batch in loader for i, why in batch if why]  # (index, reason) per file
         else:  # in memory: decode every image once, here, and keep it for load_arrays
             self._loaded = {}
             for p, _ in self.samples:

@@ -166,7 +166,13 @@ def test_timm_backbone_takes_its_data_config_and_a_local_weights_file(tmp_path):
 
 
 def test_resume_after_the_unfreeze_epoch_keeps_training_the_backbone(tmp_path):
-    """Lightning #21901: BackboneFinetuning re-freezes on resume and unfreezes only at the exact epoch."""
+    """Lightning #21901: BackboneFinetuning re-freezes on resume and unfreezes only at the exact epoch.
+
+    Resumed with the same schedule, the epoch alone says "unfrozen", so that part holds with or
+    without the strategy's saved state. The second resume is the case only the saved state can
+    decide: the resumed run's schedule (``unfreeze_at_epoch`` 3) would freeze the backbone again in
+    epoch 2, but the checkpoint says it was already unfrozen, so it keeps training. Without
+    ``FinetuneStrategy.state_dict``/``load_state_dict`` this test fails (the backbone stays put)."""
     src = _zoo_checkpoint(tmp_path)
     cfg = str(ROOT / "configs/finetune_simple_convnet_digits.yaml")
     args = ["fit", "--config", cfg, "--model.init_args.weights_file", str(src), "--trainer.limit_train_batches", "3",
@@ -174,16 +180,32 @@ def test_resume_after_the_unfreeze_epoch_keeps_training_the_backbone(tmp_path):
             "--checkpoint.save_top_k", "0",
             "--trainer.default_root_dir", str(tmp_path / "runs")]
     cli.main([*args, "--trainer.max_epochs", "2"])  # epoch 0 head only, epoch 1 everything
-    first = torch.load(tmp_path / "ck" / "last.ckpt", weights_only=True)
+    first_path = tmp_path / "first.ckpt"
+    (tmp_path / "ck" / "last.ckpt").rename(first_path)
+    first = torch.load(first_path, weights_only=True)
     state = next(v for k, v in first["callbacks"].items() if "FinetuneStrategy" in k)
     assert state == {"strategy": "freeze_unfreeze", "unfrozen": 2}  # both backbone groups
     lrs = [g["lr"] for g in first["optimizer_states"][0]["param_groups"]]
     assert lrs[-1] == 0.002 and all(lr == pytest.approx(0.0002) for lr in lrs[:-1])  # discriminative rates
-    cli.main([*args, "--trainer.max_epochs", "3", "--ckpt_path", str(tmp_path / "ck" / "last.ckpt")])
-    second = torch.load(tmp_path / "ck" / "last.ckpt", weights_only=True)
-    assert second["epoch"] == first["epoch"] + 1  # one more epoch, resumed
     backbone = [k for k in first["state_dict"] if k.startswith("net.features")]
-    assert backbone and all(not torch.equal(first["state_dict"][k], second["state_dict"][k]) for k in backbone)
+    assert len(backbone) == 4  # the convolution's and the hidden layer's weight and bias
+
+    def resume(*extra: str) -> dict:
+        cli.main([*args, "--ckpt_path", str(first_path), *extra])
+        out = torch.load(tmp_path / "ck" / "last.ckpt", weights_only=True)
+        (tmp_path / "ck" / "last.ckpt").unlink()
+        assert out["epoch"] == first["epoch"] + 1 and out["global_step"] == first["global_step"] + 3  # one more epoch, resumed
+        return out
+
+    for second in (
+        resume("--trainer.max_epochs", "3"),  # the same schedule
+        # a later unfreeze epoch: the saved state, not the schedule, says the backbone is unfrozen
+        resume("--trainer.max_epochs", "4", "--trainer.max_steps", str(first["global_step"] + 3),
+               "--trainer.callbacks.unfreeze_at_epoch", "3", "--early_stopping.strict", "false"),  # max_steps ends before validation
+    ):
+        moved = [k for k in backbone if not torch.equal(first["state_dict"][k], second["state_dict"][k])]
+        assert moved == backbone  # every backbone tensor trained after the resume
+        assert next(v for k, v in second["callbacks"].items() if "FinetuneStrategy" in k)["unfrozen"] == 2
 
 
 def test_strategies_schedule_groups_and_learning_rates(tmp_path):
@@ -193,6 +215,16 @@ def test_strategies_schedule_groups_and_learning_rates(tmp_path):
     task = FinetuneTask(source="zoo", weights_file=str(src), num_classes=5, input_shape=list(dm.input_shape), lr=0.01)
     groups = task.layer_groups()
     assert len(groups) == 3  # the features' convolution block and linear layer, then the new head
+    # reinit_groups=1: the hidden layer next to the head is fresh, the convolution keeps its pretrained weights
+    pretrained_sd = torch.load(src, weights_only=True)["state_dict"]
+    torch.manual_seed(0)
+    fresh = FinetuneTask(source="zoo", weights_file=str(src), num_classes=5, input_shape=list(dm.input_shape), reinit_groups=1)
+    assert fresh.hparams.reinit_groups == 1
+    for k, v in fresh.net.state_dict().items():
+        if not k.startswith("head."):
+            assert torch.equal(v, pretrained_sd[f"net.{k}"]) == k.startswith("features.0"), k
+    with pytest.raises(ValueError, match=r"model.reinit_groups must be in \[0, 2\]"):
+        FinetuneTask(source="zoo", weights_file=str(src), num_classes=5, input_shape=list(dm.input_shape), reinit_groups=3)
     cb = FinetuneStrategy("unfreeze_milestones", milestones=[1, 3], backbone_lr_ratio=0.5, layer_decay=0.5)
     assert [cb.target(e, 2) for e in range(5)] == [0, 1, 1, 2, 2]
     assert [cb.target(e, 5) for e in range(5)] == [0, 3, 3, 5, 5]
@@ -254,3 +286,51 @@ def test_unreadable_images_fail_or_are_skipped_by_name(tmp_path):
         f.write_bytes(b"garbage")
     with pytest.raises(ValueError, match=r"class folders \['fox'\] have no readable image"):
         ImageFolderDataModule(str(root), image_size=8, bad_files="skip").setup("fit")
+
+
+def _truncated_jpeg(path: Path) -> Path:
+    """A JPEG cut in half: its header reads (PIL's ``verify`` passes it), its pixels do not decode."""
+    from PIL import Image
+
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(path, "JPEG")
+    data = path.read_bytes()  # ~3 kB, of which ~0.6 kB header and tables
+    path.write_bytes(data[: len(data) // 2])
+    with Image.open(path) as im:
+        im.verify()  # the header-level check a streamed folder could be tempted to use passes it
+    return path
+
+
+def test_streamed_folder_finds_a_truncated_image_before_training_and_fails_or_skips_it_by_name(tmp_path):
+    root = write_image_folder(tmp_path / "imgs", per_class=6)
+    bad = _truncated_jpeg(root / "dog" / "p9_truncated.jpg")
+    steps = []
+
+    class Count(pl.Callback):
+        def on_train_batch_start(self, *args):
+            steps.append(1)
+
+    def fit(dm):
+        pl.seed_everything(0)
+        task = ClassificationTask(model="mlp", model_kwargs={"hidden": [8]}, num_classes=3, input_shape=dm.input_shape,
+                                  preprocessing=dm.preprocessing)
+        _trainer(max_epochs=1, limit_val_batches=0, num_sanity_val_steps=0, callbacks=[Count()]).fit(task, dm)
+
+    # bad_files: error -> one line naming the file and the fix, raised in setup, before any training step
+    with pytest.raises(ValueError) as e:
+        fit(ImageFolderDataModule(str(root), image_size=8, in_memory=False, batch_size=4))
+    msg = str(e.value)
+    assert "\n" not in msg and repr(str(bad)) in msg and "truncated" in msg and "bad_files: skip" in msg
+    assert steps == []
+    # bad_files: skip -> named in a warning and in skipped_files, left out before the split; every
+    # remaining file then streams through a whole epoch
+    dm = ImageFolderDataModule(str(root), image_size=8, in_memory=False, batch_size=4, bad_files="skip")
+    with pytest.warns(UserWarning, match=r"skipped 1 unreadable files .*p9_truncated.jpg"):
+        fit(dm)
+    assert dm.skipped_files == [str(bad)] and sum(map(len, dm.split_indices.values())) == 18
+    assert len(steps) == len(dm.train_dataloader())
+    # the in-memory path skips the same file, so both give the same split
+    mem = ImageFolderDataModule(str(root), image_size=8, in_memory=True, bad_files="skip")
+    with pytest.warns(UserWarning, match="p9_truncated.jpg"):
+        mem.setup("fit")
+    for k in ("train", "val", "test"):
+        np.testing.assert_array_equal(mem.split_indices[k], dm.split_indices[k])

@@ -41,6 +41,12 @@ class FinetuneTask(ClassificationTask):
         class_names: the classes' names, filled from the DataModule (``classes``); kept in the checkpoint.
         resolved: filled by the first build (architecture and preprocessing), so that loading the
             checkpoint rebuilds the network without the weights file. Leave it null.
+        reinit_groups: re-initialise this many backbone layer groups next to the head as well (their
+            modules' own ``reset_parameters``), keeping only the lower pretrained layers. The upper
+            layers of a network are specific to the classes it was trained on and transfer worst
+            (Yosinski et al., 2014, "How transferable are features in deep neural networks?"); on
+            few digits the hidden layer of a SimpleConvNet trained on 0-4 serves 5-9 worse than a
+            fresh one (``benchmarks/transfer.py``).
     """
 
     def __init__(
@@ -53,6 +59,7 @@ class FinetuneTask(ClassificationTask):
         class_names: list[str] | None = None,
         resolved: dict[str, Any] | None = None,
         model: str = "finetune",
+        reinit_groups: int = 0,
         **kwargs: Any,
     ) -> None:
         if kwargs.get("init") is not None and (weights is not None or source == "zoo"):
@@ -67,6 +74,23 @@ class FinetuneTask(ClassificationTask):
         self.hparams["resolved"] = _plain(bb.resolved)
         self.head_name = bb.head
         self._load_pretrained = bb.load_pretrained  # weights to download (download: true): when fitting starts
+        backbone = self.layer_groups()[:-1]
+        if not 0 <= reinit_groups <= len(backbone):
+            raise ValueError(
+                f"model.reinit_groups must be in [0, {len(backbone)}] (the backbone's layer groups), got {reinit_groups}"
+            )
+        self._reinit = backbone[len(backbone) - reinit_groups:]
+        if self._load_pretrained is None:
+            self._reset_reinit_groups()  # a checkpoint's state dict replaces these when it loads
+        else:  # the weights arrive when fitting starts: re-initialise after them
+            load, self._load_pretrained = self._load_pretrained, lambda: (load(), self._reset_reinit_groups())
+
+    def _reset_reinit_groups(self) -> None:
+        for group in self._reinit:
+            for top in group:
+                for m in top.modules():
+                    if hasattr(m, "reset_parameters"):
+                        m.reset_parameters()
 
     # ----------------------------------------------------------------------------------- build
 
