@@ -28,6 +28,7 @@ with several processes.
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import lightning.pytorch as pl
@@ -185,4 +186,17 @@ class FinetuneStrategy(Callback):
         return {"strategy": self.strategy, "unfrozen": int(self.unfrozen)}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        saved = state_dict.get("strategy")
+        if saved is not None and saved != self.strategy:
+            # The user changed the strategy for the resumed run: its own schedule decides from the
+            # resumed epoch on. Keeping the old run's unfrozen groups would silently train layers
+            # that, say, `freeze` promises to keep at their pretrained values.
+            warnings.warn(
+                f"FinetuneStrategy: the checkpoint was trained with strategy {saved!r} ({state_dict.get('unfrozen', 0)} "
+                f"backbone groups unfrozen); the resumed run follows {self.strategy!r} from here, so those groups may be "
+                f"frozen again; resume with strategy {saved!r} to keep them training",
+                stacklevel=2,
+            )
+            self._restored = None
+            return
         self._restored = int(state_dict.get("unfrozen", 0))

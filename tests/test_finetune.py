@@ -5,6 +5,7 @@ written by the test itself (a randomly initialised network saved where the real 
 from __future__ import annotations
 
 import csv
+import types
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -225,6 +226,19 @@ def test_strategies_schedule_groups_and_learning_rates(tmp_path):
             assert torch.equal(v, pretrained_sd[f"net.{k}"]) == k.startswith("features.0"), k
     with pytest.raises(ValueError, match=r"model.reinit_groups must be in \[0, 2\]"):
         FinetuneTask(source="zoo", weights_file=str(src), num_classes=5, input_shape=list(dm.input_shape), reinit_groups=3)
+    # A resumed run keeps the saved unfrozen groups only under the same strategy; a changed strategy
+    # follows its own schedule (with a warning), so `freeze` after `freeze_unfreeze` freezes again.
+    saved = {"strategy": "freeze_unfreeze", "unfrozen": 2}
+    backbone = [p for group in groups[:-1] for m in group for p in m.parameters()]
+    for strategy, kwargs, trains in (("freeze_unfreeze", {"unfreeze_at_epoch": 3}, True), ("freeze", {}, False)):
+        resumed = FinetuneStrategy(strategy, **kwargs)
+        if trains:
+            resumed.load_state_dict(saved)
+        else:
+            with pytest.warns(UserWarning, match=r"trained with strategy 'freeze_unfreeze' .* follows 'freeze' from here"):
+                resumed.load_state_dict(saved)
+        resumed.on_train_epoch_start(types.SimpleNamespace(current_epoch=1), task)  # the resumed epoch
+        assert all(p.requires_grad == trains for p in backbone), strategy
     cb = FinetuneStrategy("unfreeze_milestones", milestones=[1, 3], backbone_lr_ratio=0.5, layer_decay=0.5)
     assert [cb.target(e, 2) for e in range(5)] == [0, 1, 1, 2, 2]
     assert [cb.target(e, 5) for e in range(5)] == [0, 3, 3, 5, 5]
