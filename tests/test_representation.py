@@ -108,6 +108,56 @@ def test_noise_reaches_training_batches_but_not_validation(tmp_path):
     assert out[2.0]["train/loss"] > out[0.0]["train/loss"] + 0.05
 
 
+def test_l1_penalty_and_input_noise_reach_the_tasks_that_bypass_the_base_step(tmp_path):
+    """PerceptronTask (the rule has no loss gradient: a proximal shrink) and GANTask (two optimizers:
+    each network's penalty in its own loss) train without ZooTask.training_step; l1_penalty must still
+    act there, and input_noise must reach their training inputs."""
+    from datamodules import IrisDataModule
+    from zoo.tasks import GANTask, PerceptronTask
+
+    iris = IrisDataModule(setosa_vs_rest=True)
+    iris.setup("fit")
+    weights = {}
+    for l1 in (0.0, 0.05, 100.0):
+        pl.seed_everything(0)
+        task = PerceptronTask(model="perceptron", num_classes=iris.num_classes, input_shape=iris.input_shape,
+                              preprocessing=iris.preprocessing, lr=1.0, l1_penalty=l1)
+        _trainer(tmp_path, max_epochs=2, limit_val_batches=0).fit(task, iris)
+        weights[l1] = torch.cat([p.detach().flatten() for p in task.net.parameters() if p.dim() > 1])
+    assert weights[0.0].abs().sum() > 0 and not torch.equal(weights[0.05], weights[0.0])
+    assert float(weights[100.0].abs().max()) == 0.0  # a shrink larger than any update: exactly 0, not negative
+    # One shrink: every weight moves lr * l1 towards 0 and stops there; the bias is not penalised.
+    w, b = task.net.head.weight, task.net.head.bias
+    with torch.no_grad():
+        w.copy_(torch.tensor([[0.3, -0.3, 0.1, -2.0]])), b.fill_(0.5)
+    task.l1_shrink()  # lr 1.0, l1 100.0
+    assert float(w.abs().max()) == 0.0 and float(b) == 0.5
+    task.hparams.lr, task._regularisers = 0.5, (0.4, 0.0)
+    with torch.no_grad():
+        w.copy_(torch.tensor([[0.3, -0.3, 0.1, -2.0]]))
+    task.l1_shrink()
+    assert torch.allclose(w, torch.tensor([[0.1, -0.1, 0.0, -1.8]]))
+    task = PerceptronTask(model="perceptron", num_classes=iris.num_classes, input_shape=iris.input_shape,
+                          preprocessing=iris.preprocessing, input_noise=0.5)
+    x, y = iris.datasets["train"].tensors
+    seen = []
+    task.net.perceptron_update = lambda xs, ys, lr: (seen.append(xs), torch.zeros(len(ys), dtype=torch.bool))[1]
+    task._trainer = None
+    task.optimizers = lambda: type("Counter", (), {"step": lambda self: None})()
+    task.train()
+    task.training_step((x[:8], y[:8]), 0)
+    assert not torch.allclose(seen[0], task.preprocess(x[:8]))  # noisy in training mode
+
+    dm = _digits(batch_size=32, scaling="standard")
+    norms = {}
+    for l1 in (0.0, 0.05):
+        torch.manual_seed(0)
+        gan = GANTask(model="gan", input_shape=[1, 8, 8], l1_penalty=l1, lr=1e-3)
+        _trainer(tmp_path, max_epochs=1, limit_train_batches=5, limit_val_batches=0).fit(gan, dm)
+        norms[l1] = [sum(float(p.abs().sum()) for p in net.parameters() if p.dim() > 1) for net in (gan.generator, gan.discriminator)]
+    assert norms[0.05][0] < norms[0.0][0] and norms[0.05][1] < norms[0.0][1]  # both networks shrink
+
+
 def test_regularisers_and_new_tasks_read_nothing_back_per_step(tmp_path, monkeypatch):
     dm = _digits(batch_size=16)
     reads = _HostReads(monkeypatch)
