@@ -4,6 +4,8 @@ the quality bars live in benchmarks/representation.py."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import lightning.pytorch as pl
 import numpy as np
 import pytest
@@ -450,3 +452,46 @@ def test_pictures_through_the_image_sampler(tmp_path):
     rbm = task
     assert rbm.sample(6).shape == (6, 1, 8, 8) and rbm.filters().shape == (20, 1, 8, 8)
     assert torch.equal(rbm.filters()[3].flatten(), rbm.net.weight[3])
+
+
+def test_interpolation_and_filter_grids_have_the_right_shape_and_the_configs_draw_them(tmp_path):
+    """ImageSampler's interpolate mode (VAE: each row walks between two validation codes) and filters
+    mode (RBM: one image per hidden unit); the representation configs wire the pictures in, each
+    sampler into its own folder."""
+    import yaml
+
+    from callbacks import ImageSampler
+    from zoo.tasks import VariationalTask
+
+    dm = _digits(batch_size=32)
+    vae = _build(VariationalTask, dm, model="vae")
+    rbm = _build(EnergyTask, dm, model="rbm", model_kwargs={"n_hidden": 12, "n_chains": 6}, optimizer="sgd", lr=0.05)
+    inter = ImageSampler(mode="interpolate", n=12, nrow=6, folder="samples/interpolations")
+    filt = ImageSampler(mode="filters", n=12, nrow=4, folder="samples/filters")
+    for task, sampler in ((vae, inter), (rbm, filt)):
+        trainer = _trainer(tmp_path / type(task).__name__, max_epochs=1, limit_train_batches=2, limit_val_batches=1,
+                           callbacks=[sampler], logger=CSVLogger(tmp_path / type(task).__name__))
+        trainer.fit(task, dm)
+        assert sampler.last_path.parent.name == sampler.folder.split("/")[-1]
+    # 12 // 6 = 2 rows of 6 steps; 12 filters in rows of 4: 8x8 images with 2-pixel padding
+    assert tuple(inter.last_grid.shape) == (3, 2 * 10 + 2, 6 * 10 + 2)
+    assert tuple(filt.last_grid.shape) == (3, 3 * 10 + 2, 4 * 10 + 2)
+    x = dm.datasets["val"].tensors[0]
+    row = inter.images(vae.trainer, vae)[:6]
+    assert torch.allclose(row[0], vae.net.decode(vae.net.encode(vae.preprocess(x[:1])))[0], atol=1e-5)  # starts at image 0's code
+    assert torch.allclose(row[-1], vae.net.decode(vae.net.encode(vae.preprocess(x[1:2])))[0], atol=1e-5)  # ends at image 1's
+    assert torch.equal(filt.images(rbm.trainer, rbm), rbm.filters())  # all 12 units, unit 3 its own weights
+    with pytest.raises(AttributeError, match=r"needs a method `filters\(\)"):
+        _trainer(tmp_path / "bad", max_epochs=1, limit_train_batches=1, limit_val_batches=1,
+                 callbacks=[ImageSampler(mode="filters")]).fit(vae, dm)
+
+    modes = {}
+    for name in ("autoencoder_digits", "denoising_autoencoder_digits", "vae_digits", "rbm_digits"):
+        cbs = yaml.safe_load((Path(__file__).resolve().parents[1] / "configs" / f"{name}.yaml").read_text())["trainer"]["callbacks"]
+        assert all(c["class_path"] == "callbacks.ImageSampler" for c in cbs)
+        folders = [c["init_args"]["folder"] for c in cbs]
+        assert len(set(folders)) == len(folders), name  # no sampler overwrites another's PNGs
+        modes[name] = {c["init_args"]["mode"] for c in cbs}
+    assert modes["vae_digits"] == {"reconstruct", "generate", "interpolate"}
+    assert modes["rbm_digits"] == {"reconstruct", "generate", "filters"}
+    assert modes["autoencoder_digits"] == modes["denoising_autoencoder_digits"] == {"reconstruct"}
