@@ -131,7 +131,11 @@ class ImageSampler(Callback):
 
         was_training = pl_module.training
         pl_module.eval()
-        imgs = self.images(trainer, pl_module).detach().float().cpu()  # (k, C, H, W)
+        # Drawing must not move the training's random stream (a VAE's samples draw from it): a run
+        # with pictures trains exactly as the same run without them.
+        devices = [pl_module.device] if pl_module.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            imgs = self.images(trainer, pl_module).detach().float().cpu()  # (k, C, H, W)
         pl_module.train(was_training)
         # reconstruct: n originals then n reconstructions, so each reconstruction sits under its original
         nrow = min(self.n, self.nrow) if self.mode == "reconstruct" else self.nrow

@@ -495,3 +495,9 @@ def test_interpolation_and_filter_grids_have_the_right_shape_and_the_configs_dra
     assert modes["vae_digits"] == {"reconstruct", "generate", "interpolate"}
     assert modes["rbm_digits"] == {"reconstruct", "generate", "filters"}
     assert modes["autoencoder_digits"] == modes["denoising_autoencoder_digits"] == {"reconstruct"}
+    # Drawing leaves the global random stream where it was: pictures do not change what a run trains.
+    gen = ImageSampler(mode="generate", n=4, folder="samples/prior")
+    gen.on_validation_epoch_end(vae.trainer, vae)  # after fit: not sanity checking, epoch 0
+    state = torch.get_rng_state()
+    gen.on_validation_epoch_end(vae.trainer, vae)
+    assert torch.equal(torch.get_rng_state(), state) and gen.last_path is not None
