@@ -382,7 +382,7 @@ def test_rbm_logs_pseudo_likelihood_and_free_energy_gap_not_the_surrogate(tmp_pa
 def test_dbn_pretrains_greedily_then_fine_tunes_and_does_not_pretrain_again(tmp_path):
     dm = _digits(batch_size=32)
     torch.manual_seed(0)
-    task = _build(DBNTask, dm, model="dbn", model_kwargs={"hidden": [32, 16]}, pretrain_epochs=1, pretrain_lr=0.05, lr=1e-2)
+    task = _build(DBNTask, dm, model="dbn", model_kwargs={"hidden": [32, 16]}, pretrain_epochs=1, pretrain_lr=0.05, pretrain_momentum=0.5, lr=1e-2)
     calls = []
     orig = task.net.load_rbm
     task.net.load_rbm = lambda layer, rbm: (calls.append((layer, tuple(rbm.weight.shape))), orig(layer, rbm))[1]
@@ -420,6 +420,8 @@ def test_bad_input_is_refused_in_one_line_before_training(tmp_path):
         assert "\n" not in str(e.value) and trainer.global_step == 0
     # A Gaussian VAE takes standardised data.
     _build(VariationalTask, standard, model="vae", model_kwargs={"likelihood": "gaussian"}).setup("fit")
+    with pytest.raises(ValueError, match=r"model.pretrain_momentum must be in \[0, 1\), got 1.0"):
+        DBNTask(model="dbn", input_shape=[1, 8, 8], pretrain_momentum=1.0)
     with pytest.raises(ValueError, match="model.corruption 'gaussian' needs model.corruption_level > 0"):
         ReconstructionTask(model="autoencoder", corruption="gaussian")
 
