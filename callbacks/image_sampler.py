@@ -8,10 +8,17 @@ What it needs from the LightningModule (checked at fit start, with an error nami
   the grid shows the first ``n`` validation images (top rows) above their reconstructions.
   ``reconstruct_with_forward=True`` uses ``forward`` instead, for modules whose output is the
   reconstruction.
+* ``mode="interpolate"``: a method ``interpolate(a, b, steps) -> Tensor (steps, C, H, W)`` (a VAE
+  decoding the line between two codes); each grid row walks from validation image ``2i`` to ``2i + 1``
+  in ``nrow`` steps, ``max(1, n // nrow)`` rows.
+* ``mode="filters"``: a method ``filters() -> Tensor (units, C, H, W)`` (an RBM's weights, one image
+  per hidden unit, as scikit-learn's RBM example draws them); the first ``n``, each scaled to its own
+  min and max.
 
 The grid (``torchvision.utils.make_grid``) goes to every logger that takes images (W&B through
 ``log_image``, TensorBoard through ``experiment.add_image``) and, always, to
-``<log_dir>/samples/epoch_XXX.png`` (``torchvision.utils.save_image``).
+``<log_dir>/<folder>/epoch_XXX.png`` (``torchvision.utils.save_image``; ``folder`` defaults to
+``samples``: give each sampler of one run its own).
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ from zoo.tasks.distributed import run_dir
 
 from ._images import send_image
 
-MODES = ("generate", "reconstruct")
+MODES = ("generate", "reconstruct", "interpolate", "filters")
 
 
 class ImageSampler(Callback):
@@ -41,6 +48,7 @@ class ImageSampler(Callback):
             turn off when the model already outputs [0, 1].
         key: image key for the loggers.
         reconstruct_with_forward: see ``mode``.
+        folder: the folder under the run's log directory the PNGs go to.
     """
 
     def __init__(
@@ -52,6 +60,7 @@ class ImageSampler(Callback):
         normalize: bool = True,
         key: str = "samples",
         reconstruct_with_forward: bool = False,
+        folder: str = "samples",
     ) -> None:
         super().__init__()
         if mode not in MODES:
@@ -60,10 +69,13 @@ class ImageSampler(Callback):
             raise ValueError(f"ImageSampler: n and every_n_epochs must be >= 1, got n={n}, every_n_epochs={every_n_epochs}")
         self.mode, self.n, self.nrow, self.every_n_epochs = mode, int(n), int(nrow), int(every_n_epochs)
         self.normalize, self.key, self.with_forward = normalize, key, reconstruct_with_forward
+        self.folder = folder
         self.last_path: Path | None = None
 
     def _method(self) -> str:
-        return "sample" if self.mode == "generate" else ("forward" if self.with_forward else "reconstruct")
+        if self.mode == "reconstruct":
+            return "forward" if self.with_forward else "reconstruct"
+        return {"generate": "sample", "interpolate": "interpolate", "filters": "filters"}[self.mode]
 
     def setup(self, trainer, pl_module, stage: str) -> None:
         name = self._method()
@@ -71,6 +83,8 @@ class ImageSampler(Callback):
             need = {
                 "sample": "a method `sample(n) -> Tensor (n, C, H, W)`",
                 "reconstruct": "a method `reconstruct(x) -> Tensor` shaped like x (or pass reconstruct_with_forward=True)",
+                "interpolate": "a method `interpolate(a, b, steps) -> Tensor (steps, C, H, W)`",
+                "filters": "a method `filters() -> Tensor (units, C, H, W)`",
             }[name]
             raise AttributeError(
                 f"ImageSampler(mode={self.mode!r}) needs {need} on the LightningModule, but "
@@ -83,9 +97,18 @@ class ImageSampler(Callback):
         if self.mode == "generate":
             out = pl_module.sample(self.n)
             return self._check(out, "sample(n)")
+        if self.mode == "filters":
+            return self._check(pl_module.filters(), "filters()")[: self.n]
         dl = trainer.datamodule.val_dataloader() if trainer.datamodule is not None else trainer.val_dataloaders
         batch = next(iter(dl))
         x = batch[0] if isinstance(batch, (list, tuple)) else batch
+        if self.mode == "interpolate":
+            rows = max(1, self.n // self.nrow)
+            if len(x) < 2 * rows:
+                raise ValueError(f"ImageSampler(mode='interpolate'): {rows} rows need {2 * rows} validation images in the first batch, got {len(x)}")
+            x = x[: 2 * rows].to(pl_module.device)
+            return torch.cat([self._check(pl_module.interpolate(x[2 * i], x[2 * i + 1], self.nrow), "interpolate(a, b, steps)")
+                              for i in range(rows)])  # (rows * nrow, C, H, W)
         x = x[: self.n].to(pl_module.device)
         rec = pl_module(x) if self.with_forward else pl_module.reconstruct(x)
         rec = self._check(rec, self._method() + "(x)")
@@ -108,12 +131,17 @@ class ImageSampler(Callback):
 
         was_training = pl_module.training
         pl_module.eval()
-        imgs = self.images(trainer, pl_module).detach().float().cpu()  # (k, C, H, W)
+        # Drawing must not move the training's random stream (a VAE's samples draw from it): a run
+        # with pictures trains exactly as the same run without them.
+        devices = [pl_module.device] if pl_module.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            imgs = self.images(trainer, pl_module).detach().float().cpu()  # (k, C, H, W)
         pl_module.train(was_training)
         # reconstruct: n originals then n reconstructions, so each reconstruction sits under its original
-        nrow = self.nrow if self.mode == "generate" else min(self.n, self.nrow)
-        grid = make_grid(imgs, nrow=nrow, normalize=self.normalize, pad_value=1.0)  # (3, H', W')
-        out = run_dir(trainer) / "samples"
+        nrow = min(self.n, self.nrow) if self.mode == "reconstruct" else self.nrow
+        # filters: each unit's weights scaled to its own range, else one weak unit is a grey square
+        grid = make_grid(imgs, nrow=nrow, normalize=self.normalize, scale_each=self.mode == "filters", pad_value=1.0)  # (3, H', W')
+        out = run_dir(trainer) / self.folder
         out.mkdir(parents=True, exist_ok=True)
         path = out / f"epoch_{trainer.current_epoch:03d}.png"
         save_image(grid, path)

@@ -4,6 +4,8 @@ the quality bars live in benchmarks/representation.py."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import lightning.pytorch as pl
 import numpy as np
 import pytest
@@ -106,6 +108,56 @@ def test_noise_reaches_training_batches_but_not_validation(tmp_path):
         out[sigma] = {k: float(v) for k, v in trainer.callback_metrics.items()}
     assert out[0.0]["val/loss"] == pytest.approx(out[2.0]["val/loss"], abs=1e-6)
     assert out[2.0]["train/loss"] > out[0.0]["train/loss"] + 0.05
+
+
+def test_l1_penalty_and_input_noise_reach_the_tasks_that_bypass_the_base_step(tmp_path):
+    """PerceptronTask (the rule has no loss gradient: a proximal shrink) and GANTask (two optimizers:
+    each network's penalty in its own loss) train without ZooTask.training_step; l1_penalty must still
+    act there, and input_noise must reach their training inputs."""
+    from datamodules import IrisDataModule
+    from zoo.tasks import GANTask, PerceptronTask
+
+    iris = IrisDataModule(setosa_vs_rest=True)
+    iris.setup("fit")
+    weights = {}
+    for l1 in (0.0, 0.05, 100.0):
+        pl.seed_everything(0)
+        task = PerceptronTask(model="perceptron", num_classes=iris.num_classes, input_shape=iris.input_shape,
+                              preprocessing=iris.preprocessing, lr=1.0, l1_penalty=l1)
+        _trainer(tmp_path, max_epochs=2, limit_val_batches=0).fit(task, iris)
+        weights[l1] = torch.cat([p.detach().flatten() for p in task.net.parameters() if p.dim() > 1])
+    assert weights[0.0].abs().sum() > 0 and not torch.equal(weights[0.05], weights[0.0])
+    assert float(weights[100.0].abs().max()) == 0.0  # a shrink larger than any update: exactly 0, not negative
+    # One shrink: every weight moves lr * l1 towards 0 and stops there; the bias is not penalised.
+    w, b = task.net.head.weight, task.net.head.bias
+    with torch.no_grad():
+        w.copy_(torch.tensor([[0.3, -0.3, 0.1, -2.0]])), b.fill_(0.5)
+    task.l1_shrink()  # lr 1.0, l1 100.0
+    assert float(w.abs().max()) == 0.0 and float(b) == 0.5
+    task.hparams.lr, task._regularisers = 0.5, (0.4, 0.0)
+    with torch.no_grad():
+        w.copy_(torch.tensor([[0.3, -0.3, 0.1, -2.0]]))
+    task.l1_shrink()
+    assert torch.allclose(w, torch.tensor([[0.1, -0.1, 0.0, -1.8]]))
+    task = PerceptronTask(model="perceptron", num_classes=iris.num_classes, input_shape=iris.input_shape,
+                          preprocessing=iris.preprocessing, input_noise=0.5)
+    x, y = iris.datasets["train"].tensors
+    seen = []
+    task.net.perceptron_update = lambda xs, ys, lr: (seen.append(xs), torch.zeros(len(ys), dtype=torch.bool))[1]
+    task._trainer = None
+    task.optimizers = lambda: type("Counter", (), {"step": lambda self: None})()
+    task.train()
+    task.training_step((x[:8], y[:8]), 0)
+    assert not torch.allclose(seen[0], task.preprocess(x[:8]))  # noisy in training mode
+
+    dm = _digits(batch_size=32, scaling="standard")
+    norms = {}
+    for l1 in (0.0, 0.05):
+        torch.manual_seed(0)
+        gan = GANTask(model="gan", input_shape=[1, 8, 8], l1_penalty=l1, lr=1e-3)
+        _trainer(tmp_path, max_epochs=1, limit_train_batches=5, limit_val_batches=0).fit(gan, dm)
+        norms[l1] = [sum(float(p.abs().sum()) for p in net.parameters() if p.dim() > 1) for net in (gan.generator, gan.discriminator)]
+    assert norms[0.05][0] < norms[0.0][0] and norms[0.05][1] < norms[0.0][1]  # both networks shrink
 
 
 def test_regularisers_and_new_tasks_read_nothing_back_per_step(tmp_path, monkeypatch):
@@ -330,7 +382,7 @@ def test_rbm_logs_pseudo_likelihood_and_free_energy_gap_not_the_surrogate(tmp_pa
 def test_dbn_pretrains_greedily_then_fine_tunes_and_does_not_pretrain_again(tmp_path):
     dm = _digits(batch_size=32)
     torch.manual_seed(0)
-    task = _build(DBNTask, dm, model="dbn", model_kwargs={"hidden": [32, 16]}, pretrain_epochs=1, pretrain_lr=0.05, lr=1e-2)
+    task = _build(DBNTask, dm, model="dbn", model_kwargs={"hidden": [32, 16]}, pretrain_epochs=1, pretrain_lr=0.05, pretrain_momentum=0.5, lr=1e-2)
     calls = []
     orig = task.net.load_rbm
     task.net.load_rbm = lambda layer, rbm: (calls.append((layer, tuple(rbm.weight.shape))), orig(layer, rbm))[1]
@@ -368,6 +420,8 @@ def test_bad_input_is_refused_in_one_line_before_training(tmp_path):
         assert "\n" not in str(e.value) and trainer.global_step == 0
     # A Gaussian VAE takes standardised data.
     _build(VariationalTask, standard, model="vae", model_kwargs={"likelihood": "gaussian"}).setup("fit")
+    with pytest.raises(ValueError, match=r"model.pretrain_momentum must be in \[0, 1\), got 1.0"):
+        DBNTask(model="dbn", input_shape=[1, 8, 8], pretrain_momentum=1.0)
     with pytest.raises(ValueError, match="model.corruption 'gaussian' needs model.corruption_level > 0"):
         ReconstructionTask(model="autoencoder", corruption="gaussian")
 
@@ -400,3 +454,52 @@ def test_pictures_through_the_image_sampler(tmp_path):
     rbm = task
     assert rbm.sample(6).shape == (6, 1, 8, 8) and rbm.filters().shape == (20, 1, 8, 8)
     assert torch.equal(rbm.filters()[3].flatten(), rbm.net.weight[3])
+
+
+def test_interpolation_and_filter_grids_have_the_right_shape_and_the_configs_draw_them(tmp_path):
+    """ImageSampler's interpolate mode (VAE: each row walks between two validation codes) and filters
+    mode (RBM: one image per hidden unit); the representation configs wire the pictures in, each
+    sampler into its own folder."""
+    import yaml
+
+    from callbacks import ImageSampler
+    from zoo.tasks import VariationalTask
+
+    dm = _digits(batch_size=32)
+    vae = _build(VariationalTask, dm, model="vae")
+    rbm = _build(EnergyTask, dm, model="rbm", model_kwargs={"n_hidden": 12, "n_chains": 6}, optimizer="sgd", lr=0.05)
+    inter = ImageSampler(mode="interpolate", n=12, nrow=6, folder="samples/interpolations")
+    filt = ImageSampler(mode="filters", n=12, nrow=4, folder="samples/filters")
+    for task, sampler in ((vae, inter), (rbm, filt)):
+        trainer = _trainer(tmp_path / type(task).__name__, max_epochs=1, limit_train_batches=2, limit_val_batches=1,
+                           callbacks=[sampler], logger=CSVLogger(tmp_path / type(task).__name__))
+        trainer.fit(task, dm)
+        assert sampler.last_path.parent.name == sampler.folder.split("/")[-1]
+    # 12 // 6 = 2 rows of 6 steps; 12 filters in rows of 4: 8x8 images with 2-pixel padding
+    assert tuple(inter.last_grid.shape) == (3, 2 * 10 + 2, 6 * 10 + 2)
+    assert tuple(filt.last_grid.shape) == (3, 3 * 10 + 2, 4 * 10 + 2)
+    x = dm.datasets["val"].tensors[0]
+    row = inter.images(vae.trainer, vae)[:6]
+    assert torch.allclose(row[0], vae.net.decode(vae.net.encode(vae.preprocess(x[:1])))[0], atol=1e-5)  # starts at image 0's code
+    assert torch.allclose(row[-1], vae.net.decode(vae.net.encode(vae.preprocess(x[1:2])))[0], atol=1e-5)  # ends at image 1's
+    assert torch.equal(filt.images(rbm.trainer, rbm), rbm.filters())  # all 12 units, unit 3 its own weights
+    with pytest.raises(AttributeError, match=r"needs a method `filters\(\)"):
+        _trainer(tmp_path / "bad", max_epochs=1, limit_train_batches=1, limit_val_batches=1,
+                 callbacks=[ImageSampler(mode="filters")]).fit(vae, dm)
+
+    modes = {}
+    for name in ("autoencoder_digits", "denoising_autoencoder_digits", "vae_digits", "rbm_digits"):
+        cbs = yaml.safe_load((Path(__file__).resolve().parents[1] / "configs" / f"{name}.yaml").read_text())["trainer"]["callbacks"]
+        assert all(c["class_path"] == "callbacks.ImageSampler" for c in cbs)
+        folders = [c["init_args"]["folder"] for c in cbs]
+        assert len(set(folders)) == len(folders), name  # no sampler overwrites another's PNGs
+        modes[name] = {c["init_args"]["mode"] for c in cbs}
+    assert modes["vae_digits"] == {"reconstruct", "generate", "interpolate"}
+    assert modes["rbm_digits"] == {"reconstruct", "generate", "filters"}
+    assert modes["autoencoder_digits"] == modes["denoising_autoencoder_digits"] == {"reconstruct"}
+    # Drawing leaves the global random stream where it was: pictures do not change what a run trains.
+    gen = ImageSampler(mode="generate", n=4, folder="samples/prior")
+    gen.on_validation_epoch_end(vae.trainer, vae)  # after fit: not sanity checking, epoch 0
+    state = torch.get_rng_state()
+    gen.on_validation_epoch_end(vae.trainer, vae)
+    assert torch.equal(torch.get_rng_state(), state) and gen.last_path is not None

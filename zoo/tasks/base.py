@@ -233,12 +233,13 @@ class ZooTask(pl.LightningModule):
             return x + sigma * torch.randn_like(x)
         return x
 
-    def weight_penalty(self) -> torch.Tensor | None:
-        """``l1_penalty * sum |w|`` over the network's weight tensors (``dim > 1``), or ``None`` when off."""
+    def weight_penalty(self, module: nn.Module | None = None) -> torch.Tensor | None:
+        """``l1_penalty * sum |w|`` over the weight tensors (``dim > 1``) of ``module`` (the network by
+        default; a task with several optimizers penalises each part in its own loss), or ``None`` when off."""
         l1 = self._regularisers[0]
         if l1 <= 0:
             return None
-        weights = [p for p in self.net.parameters() if p.requires_grad and p.dim() > 1]
+        weights = [p for p in (module or self.net).parameters() if p.requires_grad and p.dim() > 1]
         return l1 * torch.stack([w.abs().sum() for w in weights]).sum()
 
     # ------------------------------------------------------------------------------------ steps

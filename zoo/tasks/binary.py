@@ -98,6 +98,9 @@ class PerceptronTask(BinaryClassificationTask):
     Args:
         model: a registered threshold-unit model with ``perceptron_update`` (default ``perceptron``).
         lr: step size of the rule (with a zero start it only rescales ``w``).
+        l1_penalty, input_noise: as every task's; the L1 penalty is applied as a proximal shrink of the
+            weights after each batch (``l1_shrink``: the rule has no loss gradient to add it to), the
+            noise to the standardised training inputs the rule sees.
     """
 
     train_totals = ("mistakes",)  # updates per epoch, not per row
@@ -121,10 +124,11 @@ class PerceptronTask(BinaryClassificationTask):
 
     def training_step(self, batch, batch_idx):
         x, y = batch
-        xs = self.preprocess(x)  # (N, *input_shape) standardised
+        xs = self.add_input_noise(self.preprocess(x))  # (N, *input_shape) standardised (+ input_noise)
         with torch.no_grad():
             score = self.net(xs).squeeze(-1)  # (N,) before this batch's updates, for the logged loss
             wrong = self.net.perceptron_update(xs, y, lr=self.hparams.lr)  # (N,) bool, the rule itself
+            self.l1_shrink()
         # Device counts only (no host sync): train/acc = right before the update / rows, and
         # train/mistakes = updates in the epoch (a total, see train_totals); ZooTask logs both per epoch.
         # Recorded before the step below, which moves global_step.
@@ -132,6 +136,21 @@ class PerceptronTask(BinaryClassificationTask):
         # Lightning's global_step counts optimizer steps, and ModelCheckpoint saves only when it
         # moved: one rule pass over the batch counts as one step of the step-counting optimizer.
         self.optimizers().step()
+
+    @torch.no_grad()
+    def l1_shrink(self) -> None:
+        """The L1 weight penalty (``l1_penalty``) for a rule without a loss gradient: after each batch,
+        the proximal step of ``lr * l1_penalty * sum |w|`` (soft thresholding, Tibshirani, 1996;
+        as scikit-learn's ``Perceptron(penalty="l1")`` regularises the same rule), which shrinks every
+        weight towards 0 by ``lr * l1_penalty`` and stops at 0. Biases are not penalised, as in
+        ``ZooTask.weight_penalty``."""
+        l1 = self._regularisers[0]
+        if l1 <= 0:
+            return
+        step = self.hparams.lr * l1
+        for w in self.net.parameters():
+            if w.dim() > 1:
+                w.copy_(w.sign() * (w.abs() - step).clamp_min(0))
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         """Under DDP every rank trains on the GLOBAL batch (all ranks' shards, gathered).

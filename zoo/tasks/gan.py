@@ -255,21 +255,26 @@ class GANTask(ZooTask):
 
         # 1. Discriminator: real -> 1 (or 1 - smoothing), fake -> 0, on fakes detached from G's graph.
         self.toggle_optimizer(opt_d)
-        d_real = self.discriminator(real, y).squeeze(1)  # (N,) logits
-        d_fake = self.discriminator(fake.detach(), y).squeeze(1)
+        # input_noise on the discriminator's inputs, real and fake alike: instance noise (Sonderby et
+        # al., 2017, "Amortised MAP inference for image super-resolution", sec. 3.2), the GAN form of
+        # noise robustness; l1_penalty on each network's weights in its own loss.
+        d_real = self.discriminator(self.add_input_noise(real), y).squeeze(1)  # (N,) logits
+        d_fake = self.discriminator(self.add_input_noise(fake.detach()), y).squeeze(1)
         d_loss = self.discriminator_loss(d_real, d_fake)
+        penalty = self.weight_penalty(self.discriminator)
         opt_d.zero_grad(set_to_none=True)
-        self.manual_backward(d_loss)
+        self.manual_backward(d_loss if penalty is None else d_loss + penalty)
         self._clip(opt_d)
         opt_d.step()
         self.untoggle_optimizer(opt_d)
 
         # 2. Generator, non-saturating: minimise -log D(G(z)) = BCE(D(G(z)), 1).
         self.toggle_optimizer(opt_g)
-        d_gen = self.discriminator(fake, y).squeeze(1)
+        d_gen = self.discriminator(self.add_input_noise(fake), y).squeeze(1)
         g_loss = self.generator_loss(d_gen)
+        penalty = self.weight_penalty(self.generator)
         opt_g.zero_grad(set_to_none=True)
-        self.manual_backward(g_loss)
+        self.manual_backward(g_loss if penalty is None else g_loss + penalty)
         self._clip(opt_g)
         opt_g.step()
         self.untoggle_optimizer(opt_g)

@@ -373,6 +373,8 @@ class DBNTask(ClassificationTask):
         pretrain_epochs: epochs per RBM.
         pretrain_lr: SGD learning rate of the RBMs (scikit-learn's BernoulliRBM step).
         pretrain_k, pretrain_persistent: CD-k steps and PCD, as ``EnergyTask``'s ``k``/``persistent``.
+        pretrain_momentum: SGD momentum of the RBMs (Hinton's practical guide, 2010, sec. 9, uses 0.5
+            then 0.9).
     """
 
     def __init__(
@@ -381,12 +383,15 @@ class DBNTask(ClassificationTask):
         pretrain_lr: float = 0.05,
         pretrain_k: int = 1,
         pretrain_persistent: bool = True,
+        pretrain_momentum: float = 0.0,
         **kwargs: Any,
     ) -> None:
         if pretrain_epochs < 0 or pretrain_k < 1 or not pretrain_lr > 0:
             raise ValueError(
                 f"model.pretrain_epochs must be >= 0, pretrain_k >= 1 and pretrain_lr > 0; got {pretrain_epochs}, {pretrain_k}, {pretrain_lr}"
             )
+        if not 0 <= pretrain_momentum < 1:
+            raise ValueError(f"model.pretrain_momentum must be in [0, 1), got {pretrain_momentum}")
         super().__init__(**kwargs)
         if not hasattr(self.net, "load_rbm"):
             raise ValueError(f"DBNTask needs a deep belief net (model 'dbn'), got model {self.hparams.model!r}")
@@ -420,7 +425,7 @@ class DBNTask(ClassificationTask):
         for layer in range(len(net.layers)):
             n_vis, n_hid = net.rbm_shape(layer)
             rbm = BernoulliRBM((n_vis,), n_hidden=n_hid, n_chains=dm.batch_size).to(self.device)
-            opt = torch.optim.SGD(rbm.parameters(), lr=hp.pretrain_lr)
+            opt = torch.optim.SGD(rbm.parameters(), lr=hp.pretrain_lr, momentum=hp.get("pretrain_momentum", 0.0))
             for _ in range(epochs):
                 total = torch.zeros((), device=self.device)
                 rows = 0
