@@ -249,6 +249,26 @@ def test_huge_learning_rate_ends_with_a_collapse_warning(tmp_path):
     assert model.last_metrics["val"]["spread"] < 0.05
 
 
+def test_instance_views_keep_five_training_digits_from_collapsing_the_embedding(tmp_path):
+    # Class positives alone (supcon on digits 0-4) squeeze 5-9 together; adding each image's other
+    # augmented view as its only positive keeps them apart (measured: one-shot 0.48 vs 0.70, ~7 s).
+    scores = {}
+    for name, views, kw in (("classes", 1, {"class_weight": 1.0}), ("instances", 2, {"class_weight": 0.3, "instance_weight": 1.0})):
+        pl.seed_everything(0, verbose=False)
+        dm = MetricDigitsDataModule(train_classes=[0, 1, 2, 3, 4], val_size=0.25, test_size=0.25, batch_size=512,
+                                    classes_per_batch=5, samples_per_class=16, views=views, augment=True)
+        dm.setup("fit")
+        model = MetricLearningTask(input_shape=dm.input_shape, preprocessing=dm.preprocessing, model="simple_convnet",
+                                   model_kwargs={"padding": 2}, embedding_dim=32, episodes=300, verification_pairs=500,
+                                   pictures=False, lr=0.002, loss="supcon", **kw)
+        trainer = pl.Trainer(max_epochs=15, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                             enable_model_summary=False, default_root_dir=tmp_path, num_sanity_val_steps=0)
+        trainer.fit(model, datamodule=dm)
+        scores[name] = model.last_metrics["val"]
+    assert scores["instances"]["oneshot_5way_acc"] > scores["classes"]["oneshot_5way_acc"] + 0.1
+    assert scores["instances"]["eer"] < scores["classes"]["eer"]
+
+
 def test_configs_build_the_metric_task():
     from zoo.lightning_cli import ZooCLI
 
