@@ -77,6 +77,7 @@ def main() -> None:
         "| config | 5-way 1-shot acc | raw pixels | bar: >= raw + 0.10 | ROC AUC (raw) | EER | raw pixels | bar: EER < raw | precision@1 (raw) | epochs | wall s |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
+    load0 = os.getloadavg()[0]  # the machine is shared with other jobs: say how busy it was
     for stem in args.configs:
         config = ROOT / "configs" / f"{stem}.yaml"
         base = raw_pixel_scores(config)
@@ -95,7 +96,8 @@ def main() -> None:
     footer = (
         f"\nTest split: digits 5-9 (never trained on), 2000 seeded 5-way 1-shot episodes and 2000 seeded verification "
         f"pairs, the same for the model and for nearest neighbour on raw pixels. Measured on {machine()}, "
-        f"{time.strftime('%Y-%m-%d')}, by `{cmd.strip()}`; wall time is the whole `zoo fit` process.\n"
+        f"{time.strftime('%Y-%m-%d')}, by `{cmd.strip()}`; wall time is the whole `zoo fit` process, on a machine "
+        f"shared with other jobs (1-minute load average {load0:.1f} at the start, {os.getloadavg()[0]:.1f} at the end).\n"
     )
     table = "\n".join(lines) + "\n" + footer
     print("\n" + table)

@@ -40,11 +40,16 @@ class PKBatchSampler(Sampler[list[int]]):
     call) and is one more dependency for ~20 lines. Each ``__iter__`` is one epoch drawn from
     ``default_rng([seed, epoch])``: the same batches for the same seed and epoch count.
     An epoch has ``len(labels) // (P * K)`` batches (at least one), so it draws about every row once.
+
+    ``views`` > 1 repeats each batch's rows that many times, view-major (``(views * P * K,)``: row ``i``
+    and row ``i + P * K`` are the same image); the training-only augmentation, drawn per sample, turns
+    the copies into different views of one image (positives of the task's ``instance_weight`` term).
     """
 
-    def __init__(self, labels: np.ndarray, classes_per_batch: int, samples_per_class: int, seed: int = 0) -> None:
+    def __init__(self, labels: np.ndarray, classes_per_batch: int, samples_per_class: int, seed: int = 0,
+                 views: int = 1) -> None:
         labels = np.asarray(labels)
-        self.p, self.k, self.seed, self.epoch = classes_per_batch, samples_per_class, seed, 0
+        self.p, self.k, self.seed, self.epoch, self.views = classes_per_batch, samples_per_class, seed, 0, int(views)
         self.classes, counts = np.unique(labels, return_counts=True)
         check_pk(self.classes, counts, classes_per_batch, samples_per_class)
         self.rows = {c: np.flatnonzero(labels == c) for c in self.classes.tolist()}
@@ -59,7 +64,7 @@ class PKBatchSampler(Sampler[list[int]]):
         for _ in range(self.num_batches):
             chosen = rng.choice(self.classes, size=self.p, replace=False)
             batch = np.concatenate([rng.choice(self.rows[c], size=self.k, replace=False) for c in chosen.tolist()])
-            yield batch.tolist()  # (P*K,): P blocks of K rows of one class
+            yield np.tile(batch, self.views).tolist()  # (V*P*K,): V copies of P blocks of K rows of one class
 
 
 def check_pk(classes: np.ndarray, counts: np.ndarray, p: int, k: int) -> None:
@@ -91,7 +96,13 @@ class ClassDisjointMixin:
     classes_per_batch: int
     samples_per_class: int
 
-    def _init_metric(self, train_classes, classes_per_batch: int, samples_per_class: int) -> None:
+    def _init_metric(self, train_classes, classes_per_batch: int, samples_per_class: int, views: int = 1) -> None:
+        if views < 1:
+            raise ValueError(f"data.views must be >= 1 (views of each training image per batch), got {views}")
+        if views > 1 and not getattr(self, "augment", False):
+            raise ValueError(f"data.views={views} without data.augment: the views would be identical copies; "
+                             "set data.augment: true or data.views: 1")
+        self.views = int(views)
         if self.n_folds is not None:
             raise ValueError("data.n_folds: cross-validation is not supported by the class-disjoint metric-learning split; set it to null")
         self.train_classes = None if train_classes is None else [int(c) for c in train_classes]
@@ -134,7 +145,8 @@ class ClassDisjointMixin:
     def train_dataloader(self) -> DataLoader:
         if self.split_indices is None:
             raise RuntimeError(f"{type(self).__name__}.setup() must run before asking for the train loader")
-        sampler = PKBatchSampler(self.split_labels("train"), self.classes_per_batch, self.samples_per_class, seed=self.seed)
+        sampler = PKBatchSampler(self.split_labels("train"), self.classes_per_batch, self.samples_per_class, seed=self.seed,
+                                 views=self.views)
         dataset = self.datasets["train"]
         device = self._resident_device(dataset)  # as ArrayDataModule._loader: indices only cross to the GPU
         if device is not None:
@@ -154,13 +166,15 @@ class MetricDigitsDataModule(ClassDisjointMixin, DigitsDataModule):
     Args:
         train_classes: digits to train on (``[0, 1, 2, 3, 4]``); null splits whole digits instead.
         classes_per_batch, samples_per_class: P and K of the training batches.
+        views: copies of each training row per batch, each augmented on its own (needs ``augment``):
+            the positives of the task's ``instance_weight`` term.
         Other arguments: see ``DigitsDataModule`` (``batch_size`` is the evaluation batch size).
     """
 
     def __init__(self, train_classes: list[int] | None = None, classes_per_batch: int = 5,
-                 samples_per_class: int = 8, **kwargs: Any) -> None:
+                 samples_per_class: int = 8, views: int = 1, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self._init_metric(train_classes, classes_per_batch, samples_per_class)
+        self._init_metric(train_classes, classes_per_batch, samples_per_class, views)
 
 
 class MetricImageFolderDataModule(ClassDisjointMixin, ImageFolderDataModule):
@@ -171,13 +185,14 @@ class MetricImageFolderDataModule(ClassDisjointMixin, ImageFolderDataModule):
         train_classes: class indices (sorted folder order) to train on; null (default) splits whole
             folders, seeded, into train/val/test by ``val_size``/``test_size`` (fractions of the rows).
         classes_per_batch, samples_per_class: P and K of the training batches.
+        views: copies of each training photo per batch, each augmented on its own (needs ``augment``).
         Other arguments: see ``ImageFolderDataModule``.
     """
 
     def __init__(self, root: str, train_classes: list[int] | None = None, classes_per_batch: int = 4,
-                 samples_per_class: int = 4, **kwargs: Any) -> None:
+                 samples_per_class: int = 4, views: int = 1, **kwargs: Any) -> None:
         super().__init__(root, **kwargs)
-        self._init_metric(train_classes, classes_per_batch, samples_per_class)
+        self._init_metric(train_classes, classes_per_batch, samples_per_class, views)
 
 
 def episode_indices(y: np.ndarray, n_way: int, k_shot: int, n_episodes: int, seed: int, n_query: int = 1):

@@ -7,7 +7,18 @@ network (a linear projection to ``embedding_dim``, L2-normalised), trained with
 * ``loss: triplet`` (Schroff et al., 2015, "FaceNet"): ``max(0, d(a, p) - d(a, n) + margin)`` on
   triplets mined inside P x K batches, ``mining: batch_hard`` (Hermans et al., 2017: each anchor's
   farthest positive and nearest negative) or ``semi_hard`` (FaceNet, section 3.2: for every
-  anchor-positive pair the nearest negative still farther than the positive).
+  anchor-positive pair the nearest negative still farther than the positive);
+* ``loss: supcon`` (Khosla et al., 2020, "Supervised Contrastive Learning"): a softmax over cosine
+  similarities at ``temperature``, every other row of the anchor's class a positive; the contrastive
+  loss of the Siamese network in its many-negatives form.
+
+Few training classes collapse the embedding (Papyan, Han & Donoho, 2020, "neural collapse"): with
+five digits, any of the losses soon maps each digit to one point of a 4-simplex and discards what
+tells unseen digits apart (validation one-shot accuracy falls below its value at initialisation).
+``instance_weight`` adds the same loss with each training image as its own class, its positives the
+other augmented views of it (``data.views``; SimCLR, Chen et al., 2020; Khosla et al. combine both):
+the embedding must then keep what tells two images of one digit apart, and learns the augmentation's
+invariances instead of the five training classes.
 
 Why the losses and miners are written here rather than taken from pytorch-metric-learning (2.9, a
 maintained library; looked at for this task): the whole of it is ~40 lines of tensor code below;
@@ -43,7 +54,7 @@ from torchmetrics.functional.classification import binary_auroc, binary_roc
 from .base import ZooTask
 from .distributed import run_dir
 
-LOSSES = ("contrastive", "triplet")
+LOSSES = ("contrastive", "triplet", "supcon")
 MINING = ("batch_hard", "semi_hard")
 
 
@@ -118,6 +129,31 @@ def contrastive_loss(d: torch.Tensor, same: torch.Tensor, margin: float, balance
     return pos.sum() / n_pos + neg.sum() / n_neg, active
 
 
+def supcon_loss(emb: torch.Tensor, labels: torch.Tensor, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Supervised contrastive loss (Khosla et al., 2020, eq. 2, "L_out") of unit embeddings ``emb``
+    ``(B, D)``: for each anchor, the mean over its positives (same label, not itself) of
+    ``-log softmax`` of their cosine similarity / ``temperature`` against every other row. Written here
+    because torch has no such loss (pytorch-metric-learning's ``SupConLoss`` would be a dependency for
+    these lines). Also returns the fraction of anchor-positive pairs with a negative more similar than
+    the positive (a violated ranking; the analogue of the active triplets)."""
+    b = len(labels)
+    eye = torch.eye(b, dtype=torch.bool, device=emb.device)
+    sim = emb @ emb.T  # (B, B) cosine similarities (unit rows)
+    logits = (sim / temperature).masked_fill(eye, -math.inf)  # (B, B); an anchor is not its own candidate
+    log_prob = logits - logits.logsumexp(1, keepdim=True)  # (B, B)
+    pos = (labels[:, None] == labels[None, :]) & ~eye  # (B, B)
+    n_pos = pos.sum(1)  # (B,)
+    has = n_pos > 0
+    if not bool(has.any()):
+        zero = emb.sum() * 0.0
+        return zero, zero.detach()
+    per = -(log_prob.masked_fill(~pos, 0.0)).sum(1)[has] / n_pos[has]  # (A,) anchors with a positive
+    with torch.no_grad():
+        hardest_neg = sim.masked_fill(pos | eye, -math.inf).max(1, keepdim=True).values  # (B, 1)
+        active = ((sim < hardest_neg) & pos).sum() / pos.sum()
+    return per.mean(), active.float()
+
+
 def equal_error(dist: torch.Tensor, same: torch.Tensor) -> tuple[float, float, float]:
     """ROC AUC, equal error rate and the distance threshold at the equal-error point of pairs at
     distances ``dist`` ``(M,)`` with truth ``same`` (1 same class). Scores for torchmetrics are
@@ -148,9 +184,13 @@ class MetricLearningTask(ZooTask):
     classes never trained on (episodes, verification, precision@1), or pairs (verification only).
 
     Args (besides ``ZooTask``'s; ``num_classes`` is the data's and is not used by the network):
-        loss: ``contrastive`` or ``triplet``.
+        loss: ``contrastive``, ``triplet`` or ``supcon``.
         margin: the loss's margin in embedding distance (embeddings are unit vectors, distances in [0, 2]).
         mining: triplet loss on P x K batches: ``batch_hard`` or ``semi_hard``.
+        temperature: ``supcon``'s softmax temperature (Khosla et al., 2020 use 0.1).
+        class_weight, instance_weight: the loss is ``class_weight * loss(classes) + instance_weight *
+            loss(images)``, the second with each training image as its own class and its augmented
+            views (``data.views`` >= 2) as positives; see the module docstring.
         embedding_dim: size of the L2-normalised embedding.
         n_way, k_shot, episodes: the seeded N-way K-shot episodes scored on validation and test.
         verification_pairs: seeded same/different pairs per split for ROC AUC and EER.
@@ -166,6 +206,9 @@ class MetricLearningTask(ZooTask):
         loss: str = "triplet",
         margin: float = 0.2,
         mining: str = "batch_hard",
+        temperature: float = 0.1,
+        class_weight: float = 1.0,
+        instance_weight: float = 0.0,
         embedding_dim: int = 64,
         n_way: int = 5,
         k_shot: int = 1,
@@ -182,6 +225,11 @@ class MetricLearningTask(ZooTask):
             raise ValueError(f"model.mining: unknown mining {mining!r}; choose one of {list(MINING)}")
         if not margin > 0:
             raise ValueError(f"model.margin must be positive, got {margin}")
+        if not temperature > 0:
+            raise ValueError(f"model.temperature must be positive, got {temperature}")
+        if class_weight < 0 or instance_weight < 0 or class_weight + instance_weight <= 0:
+            raise ValueError(f"model.class_weight={class_weight} and model.instance_weight={instance_weight}: both must be "
+                             ">= 0 and at least one positive")
         for name, value in (("embedding_dim", embedding_dim), ("n_way", n_way), ("k_shot", k_shot),
                             ("episodes", episodes), ("verification_pairs", verification_pairs)):
             if value < 1:
@@ -199,6 +247,7 @@ class MetricLearningTask(ZooTask):
         # Distance at validation's equal-error point (NaN until a validation epoch has run); a buffer,
         # so every checkpoint carries the one chosen with its weights.
         self.register_buffer("threshold", torch.tensor(float("nan")))
+        self._views = 1  # copies of each image in a training batch (the DataModule's ``views``; read in setup)
         self._eval: dict[str, dict[str, list[torch.Tensor]]] = {}
         self._episodes: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
         self.last_metrics: dict[str, dict[str, float]] = {}
@@ -226,6 +275,13 @@ class MetricLearningTask(ZooTask):
                 "and pairs score whole splits; set trainer.devices: 1 and trainer.num_nodes: 1"
             )
         dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        self._views = int(getattr(dm, "views", 1) or 1)
+        if self.hparams.instance_weight > 0 and self._views < 2 and stage == "fit":
+            raise ValueError(
+                f"model.instance_weight={self.hparams.instance_weight} needs training batches holding two or more augmented "
+                f"views of each image, but the DataModule gives {self._views}; set data.views: 2 (and data.augment: true) "
+                "or model.instance_weight: 0"
+            )
         if dm is None or not hasattr(dm, "split_labels"):
             return
         for split in ("val", "test"):  # one line before any training, not after the first epoch
@@ -245,25 +301,46 @@ class MetricLearningTask(ZooTask):
     def _loss(self, batch) -> tuple[torch.Tensor, torch.Tensor, int]:
         """(loss, fraction of active pairs/triplets, rows) of one batch of any supported kind."""
         hp = self.hparams
-        if len(batch) == 2:  # (x, y): labelled rows, P x K batches
+        if len(batch) == 2:  # (x, y): labelled rows, P x K batches (V views of each row, view-major)
             x, y = batch
             emb = self(x)  # (B, D)
-            dist = pairwise_distances(emb)  # (B, B)
-            if hp.loss == "contrastive":
-                iu = torch.triu_indices(len(y), len(y), 1, device=y.device)
-                return (*contrastive_loss(dist[iu[0], iu[1]], y[iu[0]] == y[iu[1]], hp.margin, balanced=True), len(y))
-            mined = (batch_hard_triplets(dist, y) if hp.mining == "batch_hard"
-                     else semi_hard_triplets(dist.detach(), y, hp.margin))
-            return (*triplet_loss(dist, *mined, hp.margin), len(y))
+            loss, active = hp.class_weight * 0.0, None
+            if hp.class_weight > 0:
+                loss, active = self._labelled_loss(emb, y)
+                loss = hp.class_weight * loss
+            if hp.instance_weight > 0 and self.training:
+                # Row i and row i + B/V are views of one image (PKBatchSampler): its own class.
+                n = len(y) // self._views
+                inst = torch.arange(n, device=y.device).repeat(self._views)  # (B,)
+                inst_loss, inst_active = self._labelled_loss(emb, inst)
+                loss = loss + hp.instance_weight * inst_loss
+                active = inst_active if active is None else active
+            return loss, active, len(y)
         a, b, c = batch
         if c.dim() == 1:  # PairDataModule pairs (x_a, x_b, same)
             d = (self(a) - self(b)).norm(dim=1)  # (B,)
             if hp.loss != "contrastive":
-                raise ValueError("model.loss='triplet' cannot train on pairs; use loss: contrastive, or PairDataModule kind: triplets")
+                raise ValueError(f"model.loss={hp.loss!r} cannot train on pairs; use loss: contrastive, or PairDataModule kind: triplets")
             return (*contrastive_loss(d, c, hp.margin), len(c))
+        if hp.loss == "supcon":
+            raise ValueError("model.loss='supcon' needs labelled (x, y) batches (MetricDigitsDataModule, MetricImageFolderDataModule), "
+                             "not PairDataModule pairs or triplets; use loss: contrastive or triplet there")
         ea, ep, en = self(a), self(b), self(c)  # PairDataModule triplets
         per = F.relu((ea - ep).norm(dim=1) - (ea - en).norm(dim=1) + hp.margin)
         return per.mean(), (per > 0).float().mean(), len(per)
+
+    def _labelled_loss(self, emb: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The configured loss over every pair/triplet/anchor of one batch of embeddings ``(B, D)``."""
+        hp = self.hparams
+        if hp.loss == "supcon":
+            return supcon_loss(emb, labels, hp.temperature)
+        dist = pairwise_distances(emb)  # (B, B)
+        if hp.loss == "contrastive":
+            iu = torch.triu_indices(len(labels), len(labels), 1, device=labels.device)
+            return contrastive_loss(dist[iu[0], iu[1]], labels[iu[0]] == labels[iu[1]], hp.margin, balanced=True)
+        mined = (batch_hard_triplets(dist, labels) if hp.mining == "batch_hard"
+                 else semi_hard_triplets(dist.detach(), labels, hp.margin))
+        return triplet_loss(dist, *mined, hp.margin)
 
     def _train_step(self, batch):
         loss, active, rows = self._loss(batch)
@@ -316,6 +393,8 @@ class MetricLearningTask(ZooTask):
         if hp.loss == "contrastive":
             iu = torch.triu_indices(n, n, 1, device=emb.device)
             out["loss"] = float(contrastive_loss(dist[iu[0], iu[1]], y[iu[0]] == y[iu[1]], hp.margin, balanced=True)[0])
+        elif hp.loss == "supcon":
+            out["loss"] = float(supcon_loss(emb, y, hp.temperature)[0])
         else:  # batch-hard over the whole split: O(n^2), whatever the training mining was
             out["loss"] = float(triplet_loss(dist, *batch_hard_triplets(dist, y), hp.margin)[0])
         return out, threshold, dist
