@@ -26,6 +26,16 @@ import cli  # noqa: E402
 def main(spec_path: str) -> None:
     spec = json.loads(Path(spec_path).read_text())
     for run in spec["runs"]:
+        if run.get("expect_error"):  # must stop every rank with an error: each rank writes the one it ended with
+            try:
+                cli.ZooCLI(args=run["argv"])
+                ended = "finished"
+            except Exception as e:  # noqa: BLE001 - recorded for the test, which asserts its type and text
+                ended = f"{type(e).__name__}: {e}"
+            root = Path(run["root"])
+            root.mkdir(parents=True, exist_ok=True)
+            (root / f"rank{torch.distributed.get_rank()}_ended.txt").write_text(ended)
+            continue
         c = cli.ZooCLI(args=run["argv"])
         root = Path(c.trainer.default_root_dir)
         weights = {k: v.detach().cpu() for k, v in c.model.state_dict().items()}

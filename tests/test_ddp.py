@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -124,6 +125,10 @@ def runs(tmp_path_factory):
         ddp_runs.append({"name": cmd, "argv": _argv(cmd, "classification", ddp / cmd, *DDP, "--ckpt_path", ckpt("classification"))})
     ddp_runs += [{"name": f"predict_{kind}", "argv": _argv("predict", kind, ddp / f"predict_{kind}", *DDP, "--ckpt_path", ckpt(kind))}
                  for kind in KINDS]
+    # last, because it ends both ranks' Trainer with an error (the driver records it and goes on)
+    ddp_runs.append({"name": "nonfinite", "expect_error": True, "root": str(ddp / "nonfinite"),
+                     "argv": _argv("fit", "classification", ddp / "nonfinite", *DDP,
+                                   "--trainer.callbacks+=tests._ddp_plant.PlantNaNOnRankOne")})
     procs = [_driver(ddp_runs, ddp / "spec.json", [sys.executable], {"MASTER_PORT": str(_free_port())})]
     try:
         for kind in KINDS:
@@ -264,3 +269,17 @@ def test_two_process_perceptron_applies_the_rule_to_every_training_row_in_the_gl
     got = _weights(_last_ckpt(runs / "ddp" / "perceptron"))
     for k, v in net.state_dict().items():
         torch.testing.assert_close(got[f"net.{k}"], v, rtol=0, atol=1e-6)
+
+
+def test_a_loss_non_finite_on_one_rank_stops_every_rank_at_that_step(runs):
+    """Rank 1's training loss alone goes NaN at the first epoch's last batch (tests/_ddp_plant.py). Every
+    rank must stop there with the same NonFiniteLossError; before the ranks agreed on it, rank 0 went on
+    into validation's reductions and died with gloo's "Connection closed by peer" (NCCL: waits forever)."""
+    ends = {rank: (runs / "ddp" / "nonfinite" / f"rank{rank}_ended.txt").read_text() for rank in (0, 1)}
+    for rank, text in ends.items():
+        assert text.startswith("NonFiniteLossError: "), (rank, text[:500])
+        assert "\n" not in text
+    steps = {rank: re.search(r"at global step (\d+) \(epoch 0, batch (\d+)\)", text).groups() for rank, text in ends.items()}
+    assert steps[0] == steps[1] == ("0", "0")  # full batch: the first step is the epoch's last batch
+    assert ends[1].startswith("NonFiniteLossError: train/loss is nan")
+    assert ends[0].startswith("NonFiniteLossError: train/loss went non-finite on another process")
