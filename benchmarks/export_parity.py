@@ -24,17 +24,6 @@ sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 BEGIN, END = "<!-- export-table:begin -->", "<!-- export-table:end -->"
 
 
-def write_readme(table: str, begin: str = BEGIN, end: str = END) -> None:
-    readme = ROOT / "README.md"
-    text = readme.read_text()
-    if begin not in text or end not in text:
-        raise SystemExit(f"README.md has no {begin} ... {end} block")
-    head, rest = text.split(begin, 1)
-    _, tail = rest.split(end, 1)
-    readme.write_text(f"{head}{begin}\n{table}\n{end}{tail}")
-    print("README.md updated")
-
-
 def main() -> None:
     import zoo
     from run_configs import machine
@@ -74,7 +63,9 @@ def main() -> None:
     )
     table = "\n".join(lines)
     if a.write_readme:
-        write_readme(table)
+        from run_configs import write_readme_block
+
+        write_readme_block(BEGIN, END, table)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -67,7 +66,7 @@ def main() -> None:
     p.add_argument("--write-readme", action="store_true")
     p.add_argument("--bf16-epochs", type=int, default=2)
     a = p.parse_args()
-    from run_configs import machine
+    from run_configs import machine, write_readme_block
 
     ensure_feature_extractor()
     with tempfile.TemporaryDirectory() as tmp:
@@ -128,13 +127,7 @@ def main() -> None:
     )
     print(table)
     if a.write_readme:
-        readme = ROOT / "README.md"
-        text = readme.read_text()
-        block = f"{BEGIN}\n{table}\n{END}"
-        new, n = re.subn(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _: block, text, flags=re.S)
-        if n != 1:
-            raise SystemExit(f"README.md needs exactly one {BEGIN} ... {END} block, found {n}")
-        readme.write_text(new)
+        write_readme_block(BEGIN, END, table)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -24,7 +24,7 @@ BEGIN, END = "<!-- memory-table:begin -->", "<!-- memory-table:end -->"
 
 def main() -> None:
     import zoo
-    from run_configs import machine
+    from run_configs import machine, write_readme_block
     from zoo.memory import estimate_registered, human, measure_cpu_peak
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -52,14 +52,7 @@ def main() -> None:
                  f"`uv run python benchmarks/memory.py --write-readme`. GPU (`torch.cuda.max_memory_allocated`): not measured.")
     table = "\n".join(lines)
     if a.write_readme:
-        readme = ROOT / "README.md"
-        text = readme.read_text()
-        if BEGIN not in text or END not in text:
-            raise SystemExit(f"README.md has no {BEGIN} ... {END} block")
-        head, rest = text.split(BEGIN, 1)
-        _, tail = rest.split(END, 1)
-        readme.write_text(f"{head}{BEGIN}\n{table}\n{END}{tail}")
-        print("README.md updated")
+        write_readme_block(BEGIN, END, table)
 
 
 if __name__ == "__main__":

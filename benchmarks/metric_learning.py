@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -67,7 +66,7 @@ def train(config: Path, workdir: Path) -> dict:
 
 
 def main() -> None:
-    from run_configs import machine
+    from run_configs import machine, write_readme_block
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("configs", nargs="*", default=list(CONFIGS))
@@ -102,13 +101,7 @@ def main() -> None:
     table = "\n".join(lines) + "\n" + footer
     print("\n" + table)
     if args.write_readme:
-        readme = ROOT / "README.md"
-        text = readme.read_text()
-        if BEGIN not in text:
-            raise SystemExit(f"README.md has no {BEGIN} ... {END} block")
-        text = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), BEGIN + "\n" + table + END, text, flags=re.S)
-        readme.write_text(text)
-        print("README.md updated")
+        write_readme_block(BEGIN, END, table)
 
 
 if __name__ == "__main__":

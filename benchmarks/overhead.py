@@ -37,7 +37,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import re
 import statistics
 import sys
 import tempfile
@@ -430,12 +429,9 @@ def main() -> None:
               f"by `{cmd} --write-readme`; CUDA: not measured (no GPU on this machine).\n")
     print(text + "\n" + footer)
     if a.write_readme:
-        readme = ROOT / "README.md"
-        body = readme.read_text()
-        block = f"{BEGIN}\n{text}\n{footer}{END}"
-        if BEGIN not in body:
-            raise SystemExit(f"README.md has no {BEGIN} marker")
-        readme.write_text(re.sub(re.escape(BEGIN) + r".*?" + re.escape(END), lambda _: block, body, flags=re.S))
+        from run_configs import write_readme_block
+
+        write_readme_block(BEGIN, END, f"{text}\n{footer}")
 
 
 if __name__ == "__main__":

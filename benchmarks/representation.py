@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import statistics
 import subprocess
 import sys
@@ -188,7 +187,7 @@ def main() -> None:
             rows.append(row("DBN pretrained + fine-tuned (seeds 0, 1, 2)", "test/acc", statistics.mean(d),
                             f"same net from random init: {statistics.mean(m):.4f} ({', '.join(f'{a:.4f}' for a in m)})",
                             statistics.mean(d) >= statistics.mean(m), sum(walls), f"per seed {', '.join(f'{a:.4f}' for a in d)}"))
-    from run_configs import machine
+    from run_configs import machine, write_readme_block
 
     lines = ["| model (config) | metric | zoo | scikit-learn / baseline, same split and run | bar | wall s | note |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
@@ -201,14 +200,9 @@ def main() -> None:
     )
     print("\n" + table)
     if args.write_readme:
-        readme = ROOT / "README.md"
-        text = readme.read_text()
-        if BEGIN not in text:
-            raise SystemExit(f"README.md has no {BEGIN} ... {END} block")
         if set(args.only) != set(ROWS):
-            table = merge(text, rows, cmd.strip(), machine())
-        readme.write_text(re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), BEGIN + "\n" + table + END, text, flags=re.S))
-        print("README.md updated")
+            table = merge((ROOT / "README.md").read_text(), rows, cmd.strip(), machine())
+        write_readme_block(BEGIN, END, table)
 
 
 def merge(text: str, rows: list[dict], cmd: str, where: str) -> str:

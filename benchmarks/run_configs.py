@@ -54,6 +54,20 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, torch {torch.__version__}"
 
 
+def write_readme_block(begin: str, end: str, table: str) -> None:
+    """Replace what README.md holds between the markers ``begin`` and ``end`` with ``table`` (every
+    benchmark regenerates its own table this way). Plain splitting, not ``re.sub``: a table's text
+    is never read as a replacement template (a backslash in it stays a backslash)."""
+    readme = ROOT / "README.md"
+    text = readme.read_text()
+    if text.count(begin) != 1 or text.count(end) != 1:
+        raise SystemExit(f"README.md needs exactly one {begin} ... {end} block")
+    head, rest = text.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    readme.write_text(f"{head}{begin}\n{table.rstrip(chr(10))}\n{end}{tail}")
+    print("README.md updated")
+
+
 def load_tables() -> tuple[dict, dict]:
     baselines, bars = {}, {}
     for path in sorted((ROOT / "benchmarks").glob("baselines_*.py")):
@@ -176,13 +190,7 @@ def main() -> None:
     table = "\n".join(lines) + "\n" + footer
     print("\n" + table)
     if args.write_readme:
-        readme = ROOT / "README.md"
-        text = readme.read_text()
-        if BEGIN not in text:
-            raise SystemExit(f"README.md has no {BEGIN} ... {END} block")
-        text = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), BEGIN + "\n" + table + END, text, flags=re.S)
-        readme.write_text(text)
-        print("README.md updated")
+        write_readme_block(BEGIN, END, table)
 
 
 if __name__ == "__main__":

@@ -200,9 +200,9 @@ def main() -> None:
     table = "\n".join(lines)
     print(table)
     if a.write_readme:
-        from export_parity import write_readme
+        from run_configs import write_readme_block
 
-        write_readme(table, BEGIN, END)
+        write_readme_block(BEGIN, END, table)
 
 
 if __name__ == "__main__":

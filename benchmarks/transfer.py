@@ -280,7 +280,7 @@ def main() -> None:
     import numpy as np
     from sklearn.model_selection import train_test_split
 
-    from run_configs import machine
+    from run_configs import machine, write_readme_block
 
     x, y = _digits([5, 6, 7, 8, 9])
     xp, xt, yp, yt = train_test_split(x, y, test_size=0.5, stratify=y, random_state=0)
@@ -344,14 +344,7 @@ def main() -> None:
     table = "\n".join(lines)
     print(table)
     if a.write_readme:
-        readme = ROOT / "README.md"
-        text = readme.read_text()
-        if BEGIN not in text or END not in text:
-            raise SystemExit(f"README.md has no {BEGIN} ... {END} block")
-        head, rest = text.split(BEGIN, 1)
-        _, tail = rest.split(END, 1)
-        readme.write_text(f"{head}{BEGIN}\n{table}\n{END}{tail}")
-        print("README.md updated")
+        write_readme_block(BEGIN, END, table)
     result = {k: round(mean[k], 4) for k in ("scratch_5", "finetuned_5", "scratch_10", "finetuned_10")}
     result["speed_s_per_epoch"] = {s: {k: round(v, 3) for k, v in d.items()} for s, d in sp.items()}
     print("RESULT " + json.dumps(result))

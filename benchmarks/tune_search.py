@@ -17,7 +17,6 @@ import argparse
 import json
 import os
 import platform
-import re
 import sqlite3
 import subprocess
 import sys
@@ -127,12 +126,10 @@ def main() -> None:
     table = "\n".join(lines)
     print(table)
     if args.write_readme:
-        readme = ROOT / "README.md"
-        text = readme.read_text()
-        new = re.sub(r"(<!-- tune-table:begin -->\n).*?(<!-- tune-table:end -->)", lambda m: m[1] + table + "\n" + m[2], text, flags=re.S)
-        if new == text and "<!-- tune-table:begin -->" not in text:
-            raise SystemExit("README.md has no <!-- tune-table:begin --> marker")
-        readme.write_text(new)
+        sys.path.insert(0, str(ROOT / "benchmarks"))
+        from run_configs import write_readme_block
+
+        write_readme_block("<!-- tune-table:begin -->", "<!-- tune-table:end -->", table)
 
 
 if __name__ == "__main__":
