@@ -1,5 +1,7 @@
 """SIGTERM during `zoo fit` (a scheduler preempting): checkpoint at the current step, exit 143, resumable."""
 
+import contextlib
+import io
 import re
 import signal
 import subprocess
@@ -29,9 +31,9 @@ def test_sigterm_saves_at_the_current_step_exits_143_and_resumes(tmp_path):
         while not (ckdir / "last.ckpt").exists():  # one epoch done: training is under way
             assert proc.poll() is None and time.time() < deadline, "training did not start"
             time.sleep(0.2)
-        first = torch.load(ckdir / "last.ckpt", weights_only=True)["global_step"]
+        first = torch.load(ckdir / "last.ckpt", weights_only=True)
         time.sleep(0.3)
-        proc.send_signal(sig)
+        proc.send_signal(sig)  # lands anywhere: a training batch, the epoch's last one, validation
         out, err = proc.communicate(timeout=120)
     finally:
         proc.kill()
@@ -40,18 +42,65 @@ def test_sigterm_saves_at_the_current_step_exits_143_and_resumes(tmp_path):
     assert m, err[-2000:]
     ckpt = torch.load(m[3], weights_only=True)
     assert Path(m[3]) == ckdir / "last.ckpt"
-    assert ckpt["global_step"] == int(m[1]) > first  # the signal's step, not the last epoch end
+    assert ckpt["global_step"] == int(m[1]) > first["global_step"]  # the signal's step, not the last epoch end
     assert not list(ckdir.glob(".*"))  # no temp file left
 
-    # --ckpt_path last continues from it (in-process, to spare a second start-up).
-    resumed_epoch = int(m[2])
-    cli.main([*args[:4], str(resumed_epoch + 1), *args[5:], "--ckpt_path", "last"])
+    # --ckpt_path last continues from it (in-process, to spare a second start-up) and trains the
+    # rest of that epoch and one more: every batch once, none skipped or repeated.
+    steps_per_epoch = first["global_step"] // (first["epoch"] + 1)  # an epoch-end checkpoint
+    epoch = int(m[2])
+    cli.main([*args[:4], str(epoch + 2), *args[5:], "--ckpt_path", "last"])
     final = torch.load(ckdir / "last.ckpt", weights_only=True)
-    assert final["epoch"] == resumed_epoch
-    assert final["global_step"] > ckpt["global_step"]
+    assert (final["epoch"], final["global_step"]) == (epoch + 1, (epoch + 2) * steps_per_epoch)
 
 
-def test_sigusr1_in_process_stops_after_the_batch_with_a_checkpoint(tmp_path):
+def _fit_small(ckdir, epochs, *extra):
+    with contextlib.redirect_stdout(io.StringIO()):
+        cli.main(["fit", "--config", str(ROOT / "configs/mlp_digits.yaml"), "--trainer.enable_progress_bar", "false",
+                  "--trainer.limit_train_batches", "4", "--trainer.limit_val_batches", "2", "--trainer.limit_test_batches", "1",
+                  "--model.init_args.scheduler_kwargs", "{T_max: 4}", "--trainer.max_epochs", str(epochs),
+                  "--checkpoint.dirpath", str(ckdir), "--trainer.default_root_dir", str(ckdir), *extra])
+
+
+def _state(ckdir):
+    ckpt = torch.load(ckdir / "last.ckpt", weights_only=True)
+    mc = ckpt["callbacks"][next(k for k in ckpt["callbacks"] if k.startswith("ModelCheckpoint"))]
+    es = ckpt["callbacks"][next(k for k in ckpt["callbacks"] if k.startswith("EarlyStopping"))]
+    return ckpt, (ckpt["epoch"], ckpt["global_step"], Path(mc["best_model_path"]).name, float(mc["best_model_score"]),
+                  es["wait_count"], float(es["best_score"]))
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    ckdir = tmp_path_factory.mktemp("whole")
+    _fit_small(ckdir, 4)
+    return _state(ckdir)
+
+
+@pytest.mark.parametrize("signum, epoch, where, batch", [
+    (signal.SIGUSR1, 1, "val", 0),  # inside validation: the resumed run used to fail (no val/loss for EarlyStopping)
+    (signal.SIGTERM, 3, "train", -1),  # the last run's last batch: its validation and best checkpoint used to be skipped
+], ids=["sigusr1-in-validation", "sigterm-at-the-last-batch"])
+def test_a_signal_from_the_epochs_last_batch_on_stops_at_its_end_and_the_resumed_run_is_identical(
+        uninterrupted, tmp_path, signum, epoch, where, batch):
+    whole, expected = uninterrupted
+
+    plant = ["--trainer.callbacks+=tests._signal_plant.SendSignal", "--trainer.callbacks.init_args.signum", str(int(signum)),
+             "--trainer.callbacks.init_args.epoch", str(epoch), "--trainer.callbacks.init_args.where", where,
+             "--trainer.callbacks.init_args.batch", str(batch)]
+    with pytest.raises(SystemExit) as exc:
+        _fit_small(tmp_path / "cut", 4, *plant)
+    assert exc.value.code == 128 + signum
+    stopped = torch.load(tmp_path / "cut" / "last.ckpt", weights_only=True)
+    assert (stopped["epoch"], stopped["global_step"]) == (epoch, 4 * (epoch + 1))  # after the epoch, not inside it
+    _fit_small(tmp_path / "cut", 4, "--ckpt_path", "last")
+    resumed, got = _state(tmp_path / "cut")
+    assert got == expected  # epoch, step, best checkpoint and score, early-stopping count
+    for k, v in whole["state_dict"].items():
+        assert torch.equal(v, resumed["state_dict"][k]), k
+
+
+def test_sigusr1_in_process_stops_at_the_next_batch_boundary_with_a_checkpoint(tmp_path):
     import os
 
     import lightning.pytorch as pl
@@ -74,5 +123,5 @@ def test_sigusr1_in_process_stops_after_the_batch_with_a_checkpoint(tmp_path):
     assert exc.value.code == 128 + signal.SIGUSR1
     steps_per_epoch = trainer.num_training_batches
     ckpt = torch.load(Path(trainer.checkpoint_callback.dirpath) / "last.ckpt", weights_only=True)
-    assert ckpt["global_step"] == steps_per_epoch + 4  # after the 4th batch of the 2nd epoch
+    assert ckpt["global_step"] == steps_per_epoch + 3  # sent as the 4th batch of the 2nd epoch starts: before it
     assert signal.getsignal(signal.SIGUSR1) == before  # handlers given back

@@ -201,10 +201,17 @@ class ZooTask(pl.LightningModule):
         return super().load_from_checkpoint(path, map_location, hparams_file, strict, weights_only=True, **kwargs)
 
     def configure_callbacks(self):
-        """Every zoo task saves a checkpoint and exits 143 when preempted (SIGTERM/SIGUSR1), see ``checkpointing``."""
-        if self._trainer is not None and any(isinstance(cb, checkpointing.PreemptionCheckpoint) for cb in self.trainer.callbacks):
-            return []  # fit's, still there when `zoo fit` tests the best checkpoint
-        return [checkpointing.PreemptionCheckpoint()]
+        """Every zoo task saves a checkpoint and exits 143 when preempted (SIGTERM/SIGUSR1) during fit, see ``checkpointing``."""
+        if self._trainer is None:
+            return [checkpointing.PreemptionCheckpoint()]
+        callbacks = self.trainer.callbacks
+        mine = [cb for cb in callbacks if isinstance(cb, checkpointing.PreemptionCheckpoint)]
+        if self.trainer.state.fn != "fit":
+            # fit's, still there when `zoo fit` tests the best checkpoint: a second "checkpoint"
+            # callback would make Lightning warn on every test(ckpt_path="best").
+            callbacks[:] = [cb for cb in callbacks if cb not in mine]
+            return []
+        return [] if mine else [checkpointing.PreemptionCheckpoint()]
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # A checkpoint written mid-epoch (every_n_train_steps, a signal) must not hold weights a

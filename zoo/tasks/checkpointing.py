@@ -46,7 +46,7 @@ import torch
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from lightning.fabric.utilities.cloud_io import get_filesystem
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, Checkpoint, ModelCheckpoint
 from lightning_utilities.core.apply_func import apply_to_collection
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
@@ -437,16 +437,22 @@ def set_rng_states(states: dict[str, Any]) -> None:
 # ------------------------------------------------------------------------------ preemption
 
 
-class PreemptionCheckpoint(Callback):
+class PreemptionCheckpoint(Checkpoint):
     """On SIGTERM or SIGUSR1 during ``fit`` (a scheduler preempting the job), save a checkpoint at the
     current step, say where on stderr, and exit with ``128 + signal`` (143 for SIGTERM).
 
     Why not Lightning alone: on SIGTERM it finishes the running training epoch and then raises
     ``SIGTERMException``, a ``SystemExit`` with code 0, without saving, so the epoch is lost and a
     script cannot tell preemption from a finished run; SIGUSR1 it handles only under SLURM
-    auto-requeue. This callback stops after the current batch instead. The checkpoint is
+    auto-requeue. This callback stops after the current batch instead, or, when the signal comes
+    from the epoch's last batch on, once the epoch has ended (below). The checkpoint is
     ``<checkpoint dir>/last.ckpt`` (written atomically), so ``--ckpt_path last`` continues from it.
-    Every zoo task adds it (``ZooTask.configure_callbacks``).
+    Every zoo task adds it for ``fit`` (``ZooTask.configure_callbacks``).
+
+    A ``Checkpoint`` subclass only so that Lightning runs its epoch-end hook after ModelCheckpoint's
+    and EarlyStopping's (``_reorder_callbacks`` puts checkpoints last; ``on_train_epoch_end`` calls
+    the "monitoring callbacks", EarlyStopping and Checkpoint, after the others): a stop there keeps
+    the epoch's best checkpoint and early-stopping count.
     """
 
     SIGNALS = ("SIGTERM", "SIGUSR1")
@@ -455,6 +461,9 @@ class PreemptionCheckpoint(Callback):
         self.signum: int | None = None
         self.saved_to: Path | None = None
         self._previous: dict[int, Any] = {}
+        self._hold = False  # from the epoch's last training batch to its end: stop at the epoch's end
+        self._validating = False  # inside fit's validation: never stop there
+        self._unchained: tuple[int, Any] | None = None  # a signal not yet passed on to Lightning's handler
 
     def on_train_start(self, trainer, pl_module) -> None:
         # Registered after Lightning's own handlers (Trainer._run installs them before this hook),
@@ -464,7 +473,8 @@ class PreemptionCheckpoint(Callback):
 
         if threading.current_thread() is not threading.main_thread():
             return  # signal handlers can only be set from the main thread
-        self.signum, self.saved_to = None, None
+        self.signum, self.saved_to, self._unchained = None, None, None
+        self._hold = self._validating = False
         for name in self.SIGNALS:
             if hasattr(signal, name):
                 sig = getattr(signal, name)
@@ -472,6 +482,15 @@ class PreemptionCheckpoint(Callback):
 
     def _handler(self, signum, frame) -> None:
         self.signum = signum
+        if self._hold or self._validating:
+            # Lightning's SIGTERM handler would make its evaluation loop raise after the current
+            # validation batch, and a checkpoint from there resumes with that validation cut short
+            # (its metrics gone: EarlyStopping fails on the missing monitor). Passed on at the stop.
+            self._unchained = (signum, frame)
+            return
+        self._chain(signum, frame)
+
+    def _chain(self, signum, frame) -> None:
         previous = self._previous.get(signum)
         if callable(previous):
             previous(signum, frame)
@@ -485,7 +504,7 @@ class PreemptionCheckpoint(Callback):
         self._previous = {}
 
     def _save(self, trainer) -> Path:
-        cb = trainer.checkpoint_callback
+        cb = next((c for c in trainer.checkpoint_callbacks if isinstance(c, ModelCheckpoint)), None)
         directory = Path(cb.dirpath) if cb is not None and cb.dirpath else Path(trainer.default_root_dir)
         path = directory / "last.ckpt"
         trainer.save_checkpoint(path)
@@ -506,15 +525,38 @@ class PreemptionCheckpoint(Callback):
     def _stop_if_signalled(self, trainer) -> None:
         if self.signum is not None and self.saved_to is None:
             self._save(trainer)
+            if self._unchained is not None:
+                self._chain(*self._unchained)
             self._restore_handlers()
             raise SystemExit(128 + int(self.signum))
 
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        self._stop_if_signalled(trainer)
+    # Where a stop may happen decides what `--ckpt_path last` resumes (Lightning's loop restart
+    # stages, loops/fit_loop.py): after a training batch that is not the epoch's last, training
+    # continues from the next batch; from the last batch on, validation and the epoch's end hooks
+    # (EarlyStopping, ModelCheckpoint, the epoch's LR step) must run first, or the resumed run skips
+    # them. So a signal from the last batch on stops in on_train_epoch_end, after validation, and
+    # the resumed run is bit-identical to one never stopped (tests/test_preemption.py).
 
-    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
-        if trainer.state.fn == "fit" and not trainer.sanity_checking:
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        # A signal between two batches was passed on to Lightning, whose evaluation loop would stop
+        # mid-validation if this batch is the epoch's last: stop before the batch instead (Lightning
+        # resumes at it).
+        self._stop_if_signalled(trainer)
+        self._hold = batch_idx + 1 >= trainer.num_training_batches
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if not self._hold:
             self._stop_if_signalled(trainer)
+
+    def on_validation_start(self, trainer, pl_module) -> None:
+        self._validating = trainer.state.fn == "fit" and not trainer.sanity_checking
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        self._validating = False
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self._hold = False
+        self._stop_if_signalled(trainer)
 
     def on_exception(self, trainer, pl_module, exception) -> None:
         # Lightning stopped first (its SIGTERMException at an epoch or validation boundary): save here.
