@@ -22,7 +22,6 @@ import http.client
 import io
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -37,27 +36,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 BEGIN, END = "<!-- serve-table:begin -->", "<!-- serve-table:end -->"
 CLIENTS = (1, 8, 32)
 
-
-def train_lenet(root: Path) -> Path:
-    import lightning.pytorch as pl
-
-    from datamodules import DigitsDataModule
-    from zoo.tasks import ClassificationTask
-
-    pl.seed_everything(0)
-    dm = DigitsDataModule(resize=32, batch_size=64)
-    task = ClassificationTask(model="lenet5", num_classes=10, input_shape=dm.input_shape, preprocessing=dm.preprocessing)
-    trainer = pl.Trainer(max_epochs=1, limit_train_batches=8, limit_val_batches=1, logger=False, enable_progress_bar=False,
-                         enable_model_summary=False, enable_checkpointing=False, default_root_dir=root)
-    trainer.fit(task, dm)
-    trainer.save_checkpoint(root / "lenet5.ckpt")
-    return root / "lenet5.ckpt"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests._export_helpers import free_port, train_digits_checkpoint  # noqa: E402 (ROOT on the path first)
 
 
 def run_clients(n: int, seconds: float, call) -> tuple[float, float, float, int]:
@@ -154,7 +133,7 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        ckpt = Path(a.ckpt_path) if a.ckpt_path else train_lenet(tmp)
+        ckpt = Path(a.ckpt_path) if a.ckpt_path else train_digits_checkpoint(tmp, resize=32)
         digit = load_digits().images[0].astype(np.uint8)
         buf = io.BytesIO()
         Image.fromarray(digit).save(buf, format="PNG")

@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -27,6 +26,7 @@ import pytest
 import torch
 
 import cli
+from tests._export_helpers import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 DRIVER = ROOT / "tests" / "_ddp_driver.py"
@@ -88,12 +88,6 @@ def _initial(kind: str, root: Path) -> dict[str, torch.Tensor]:
     return {k: v.clone() for k, v in cli.ZooCLI(args=_argv("fit", kind, root)[1:], run=False).model.state_dict().items()}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _driver(runs: list[dict], spec_path: Path, launcher: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
     spec_path.write_text(json.dumps({"runs": runs}))
     return subprocess.Popen([*launcher, str(DRIVER), str(spec_path)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -129,7 +123,7 @@ def runs(tmp_path_factory):
     ddp_runs.append({"name": "nonfinite", "expect_error": True, "root": str(ddp / "nonfinite"),
                      "argv": _argv("fit", "classification", ddp / "nonfinite", *DDP,
                                    "--trainer.callbacks+=tests._ddp_plant.PlantNaNOnRankOne")})
-    procs = [_driver(ddp_runs, ddp / "spec.json", [sys.executable], {"MASTER_PORT": str(_free_port())})]
+    procs = [_driver(ddp_runs, ddp / "spec.json", [sys.executable], {"MASTER_PORT": str(free_port())})]
     try:
         for kind in KINDS:
             cli.ZooCLI(args=_argv("fit", kind, single / kind, "--trainer.devices", "1"))
@@ -138,7 +132,7 @@ def runs(tmp_path_factory):
         resume = [{"name": "resume", "argv": _argv("fit", "classification", two, "--trainer.strategy", "ddp", "--trainer.num_nodes", "2",
                                                    "--trainer.devices", "1", "--trainer.max_epochs", "4",
                                                    "--ckpt_path", str(_last_ckpt(single / "classification")))}]
-        port = str(_free_port())
+        port = str(free_port())
         for node in (0, 1):
             torchrun = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1",
                         "--node-rank", str(node), "--master-addr", "127.0.0.1", "--master-port", port]

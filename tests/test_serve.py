@@ -24,16 +24,10 @@ import pytest
 import torch
 
 import cli
-from tests._export_helpers import train_digits_checkpoint
+from tests._export_helpers import free_port, train_digits_checkpoint
 
 ZOO = [sys.executable, "-c", "import cli; cli.main()"]
 MAX_BYTES = 65536
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _request(url: str, data: bytes | None = None, ctype: str | None = None) -> tuple[int, bytes]:
@@ -106,7 +100,7 @@ def test_zoo_serve_answers_like_the_checkpoint_and_refuses_bad_requests(ckpt, tm
     with torch.no_grad():
         expected = task.predict_step(raw, 0)["probs"].numpy()  # (5, 10)
 
-    port = _free_port()
+    port = free_port()
     log = open(tmp_path / "serve.log", "wb")
     proc = subprocess.Popen(
         [*ZOO, "serve", "--ckpt_path", str(ckpt), "--port", str(port), "--max-bytes", str(MAX_BYTES), "--max-batch-size", "4"],
