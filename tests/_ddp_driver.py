@@ -30,7 +30,7 @@ def main(spec_path: str) -> None:
             try:
                 cli.ZooCLI(args=run["argv"])
                 ended = "finished"
-            except Exception as e:  # noqa: BLE001 - recorded for the test, which asserts its type and text
+            except (Exception, SystemExit) as e:  # noqa: BLE001 - recorded for the test, which asserts its type and text
                 ended = f"{type(e).__name__}: {e}"
             root = Path(run["root"])
             root.mkdir(parents=True, exist_ok=True)

@@ -14,3 +14,14 @@ class PlantNaNOnRankOne(Callback):
         if trainer.global_rank == 1 and trainer.current_epoch == 0 and batch_idx == trainer.num_training_batches - 1:
             led = pl_module._ledger
             led.buf[len(led.steps) - 1, 0] = float("nan")
+
+
+class SigtermRankOne(Callback):
+    """After the first epoch's second batch, rank 1 alone gets SIGTERM (rank 0 never does)."""
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_rank == 1 and trainer.current_epoch == 0 and batch_idx == 1:
+            import os
+            import signal
+
+            os.kill(os.getpid(), signal.SIGTERM)

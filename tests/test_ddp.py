@@ -119,10 +119,13 @@ def runs(tmp_path_factory):
         ddp_runs.append({"name": cmd, "argv": _argv(cmd, "classification", ddp / cmd, *DDP, "--ckpt_path", ckpt("classification"))})
     ddp_runs += [{"name": f"predict_{kind}", "argv": _argv("predict", kind, ddp / f"predict_{kind}", *DDP, "--ckpt_path", ckpt(kind))}
                  for kind in KINDS]
-    # last, because it ends both ranks' Trainer with an error (the driver records it and goes on)
+    # last, because they end both ranks' Trainer with an error or an exit (the driver records it and goes on)
     ddp_runs.append({"name": "nonfinite", "expect_error": True, "root": str(ddp / "nonfinite"),
                      "argv": _argv("fit", "classification", ddp / "nonfinite", *DDP,
                                    "--trainer.callbacks+=tests._ddp_plant.PlantNaNOnRankOne")})
+    ddp_runs.append({"name": "preempt", "expect_error": True, "root": str(ddp / "preempt"),
+                     "argv": _argv("fit", "classification", ddp / "preempt", *DDP, "--data.init_args.batch_size", "64",
+                                   "--trainer.log_every_n_steps", "4", "--trainer.callbacks+=tests._ddp_plant.SigtermRankOne")})
     procs = [_driver(ddp_runs, ddp / "spec.json", [sys.executable], {"MASTER_PORT": str(free_port())})]
     try:
         for kind in KINDS:
@@ -277,3 +280,15 @@ def test_a_loss_non_finite_on_one_rank_stops_every_rank_at_that_step(runs):
     assert steps[0] == steps[1] == ("0", "0")  # full batch: the first step is the epoch's last batch
     assert ends[1].startswith("NonFiniteLossError: train/loss is nan")
     assert ends[0].startswith("NonFiniteLossError: train/loss went non-finite on another process")
+
+
+def test_sigterm_to_one_rank_stops_every_rank_at_the_same_step_with_one_checkpoint(runs):
+    """Rank 1 alone gets SIGTERM after its second batch (tests/_ddp_plant.py), as when a scheduler's
+    signal reaches the ranks at different times. Every rank must save together and exit 143 at the
+    next logging step (every 4 optimizer steps here); a rank stopping alone would leave the other
+    waiting in its next collective."""
+    run = runs / "ddp" / "preempt"
+    ends = {rank: (run / f"rank{rank}_ended.txt").read_text() for rank in (0, 1)}
+    assert ends == {0: "SystemExit: 143", 1: "SystemExit: 143"}, ends
+    ckpt = torch.load(_last_ckpt(run), weights_only=True)
+    assert (ckpt["epoch"], ckpt["global_step"]) == (0, 4)  # signalled at step 2, agreed at step 4

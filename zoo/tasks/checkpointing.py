@@ -453,6 +453,15 @@ class PreemptionCheckpoint(Checkpoint):
     and EarlyStopping's (``_reorder_callbacks`` puts checkpoints last; ``on_train_epoch_end`` calls
     the "monitoring callbacks", EarlyStopping and Checkpoint, after the others): a stop there keeps
     the epoch's best checkpoint and early-stopping count.
+
+    Under DDP every rank stops at the same step, whichever ranks saw the signal (a scheduler's
+    signals reach the ranks at slightly different times, or only one rank when a user signals one
+    process): the ranks all-reduce "was I signalled" on the logging steps (every
+    ``log_every_n_steps`` optimizer steps, where the step already reads the device) and at each
+    epoch's end. A rank that saved and exited alone would leave the others waiting in their next
+    collective (NCCL: for ever). Lightning's own SIGTERM handler is not called under DDP: it
+    broadcasts from inside the signal handler and raises where only the local rank knows. Its SIGUSR1
+    handler (SLURM auto-requeue) still runs.
     """
 
     SIGNALS = ("SIGTERM", "SIGUSR1")
@@ -464,10 +473,11 @@ class PreemptionCheckpoint(Checkpoint):
         self._hold = False  # from the epoch's last training batch to its end: stop at the epoch's end
         self._validating = False  # inside fit's validation: never stop there
         self._unchained: tuple[int, Any] | None = None  # a signal not yet passed on to Lightning's handler
+        self._ranks = 1  # processes that must stop together
 
     def on_train_start(self, trainer, pl_module) -> None:
         # Registered after Lightning's own handlers (Trainer._run installs them before this hook),
-        # and chained to them, so Lightning's SIGTERM bookkeeping (DDP broadcast) and SLURM requeue still run.
+        # and chained to them (see _handler for when), so SLURM's requeue and a user's own handler still run.
         import signal
         import threading
 
@@ -475,13 +485,18 @@ class PreemptionCheckpoint(Checkpoint):
             return  # signal handlers can only be set from the main thread
         self.signum, self.saved_to, self._unchained = None, None, None
         self._hold = self._validating = False
+        self._ranks = trainer.world_size
         for name in self.SIGNALS:
             if hasattr(signal, name):
                 sig = getattr(signal, name)
                 self._previous[sig] = signal.signal(sig, self._handler)
 
     def _handler(self, signum, frame) -> None:
+        import signal
+
         self.signum = signum
+        if self._ranks > 1 and signum == signal.SIGTERM:
+            return  # under DDP Lightning's SIGTERM handler is never called (class docstring)
         if self._hold or self._validating:
             # Lightning's SIGTERM handler would make its evaluation loop raise after the current
             # validation batch, and a checkpoint from there resumes with that validation cut short
@@ -522,8 +537,20 @@ class PreemptionCheckpoint(Checkpoint):
             )
         return path
 
+    def _agreed_signal(self, trainer) -> int | None:
+        """The signal to stop for: this process's, or under DDP the largest any rank saw (every rank
+        calls this at the same step: one scalar all-reduce and its host read)."""
+        if self._ranks <= 1:
+            return self.signum
+        seen = torch.tensor(float(self.signum or 0), device=trainer.strategy.root_device)
+        agreed = int(trainer.strategy.reduce(seen, reduce_op="max"))
+        return agreed or None
+
     def _stop_if_signalled(self, trainer) -> None:
-        if self.signum is not None and self.saved_to is None:
+        if self.saved_to is not None:
+            return
+        self.signum = self._agreed_signal(trainer)
+        if self.signum is not None:
             self._save(trainer)
             if self._unchained is not None:
                 self._chain(*self._unchained)
@@ -540,12 +567,15 @@ class PreemptionCheckpoint(Checkpoint):
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         # A signal between two batches was passed on to Lightning, whose evaluation loop would stop
         # mid-validation if this batch is the epoch's last: stop before the batch instead (Lightning
-        # resumes at it).
-        self._stop_if_signalled(trainer)
+        # resumes at it). Under DDP it was not passed on, and the ranks decide at the batch's end.
+        if self._ranks <= 1:
+            self._stop_if_signalled(trainer)
         self._hold = batch_idx + 1 >= trainer.num_training_batches
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if not self._hold:
+        if self._hold:
+            return
+        if self._ranks <= 1 or trainer.global_step % max(1, trainer.log_every_n_steps) == 0:
             self._stop_if_signalled(trainer)
 
     def on_validation_start(self, trainer, pl_module) -> None:
@@ -562,7 +592,9 @@ class PreemptionCheckpoint(Checkpoint):
         # Lightning stopped first (its SIGTERMException at an epoch or validation boundary): save here.
         from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-        if self.saved_to is None and (self.signum is not None or isinstance(exception, SIGTERMException)):
+        # Under DDP only Lightning's exception is raised on every rank at once; a save is collective.
+        local = self.signum is not None and self._ranks <= 1
+        if self.saved_to is None and (local or isinstance(exception, SIGTERMException)):
             self._save(trainer)
         self._restore_handlers()
 
