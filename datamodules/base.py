@@ -23,7 +23,7 @@ import lightning.pytorch as pl
 import numpy as np
 import torch
 from sklearn.preprocessing import StandardScaler
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, RandomSampler
 
 from .splits import STRATEGIES, make_split
 
@@ -106,6 +106,45 @@ class TransformedDataset(Dataset):
 
 class SplitMismatchError(RuntimeError):
     """The data or the split differ from the ones a checkpoint was trained on."""
+
+
+class ResumableRandomSampler(RandomSampler):
+    """torch's ``RandomSampler`` (the same draw from the global RNG, so the same order) that can
+    start an epoch part-way.
+
+    Why: when a checkpoint written mid-epoch (a preemption, ``every_n_train_steps``) resumes,
+    Lightning counts the batches already done but restarts a plain DataLoader's epoch from the top
+    with a new shuffle, so in that epoch some rows are trained twice and others not at all.
+    ``ArrayDataModule`` saves the epoch's seed and the samples done (``state_dict``) and calls
+    ``resume_at`` on the resumed run's sampler, which then serves exactly the rows the epoch had
+    left. Under DDP Lightning swaps in its ``DistributedSampler`` and this does not apply.
+    """
+
+    def __init__(self, data_source) -> None:
+        super().__init__(data_source)
+        self.seed: int | None = None  # the current epoch's permutation seed
+        self._resume: tuple[int, int, torch.Tensor | None] | None = None
+
+    def resume_at(self, seed: int, skip: int, rng: torch.Tensor | None = None) -> None:
+        """The next epoch is the one with permutation ``seed``, without its first ``skip`` samples;
+        ``rng``: the global torch RNG state to continue from once its iterator exists."""
+        self._resume = (int(seed), int(skip), rng)
+
+    def __iter__(self):
+        if self._resume is not None:  # the resumed epoch: no new draw from the global RNG
+            (seed, skip, rng), self._resume = self._resume, None
+            if rng is not None:
+                # Creating the DataLoader's iterator drew its worker base seed from the global RNG,
+                # a draw the uninterrupted run made at the epoch's start, before the checkpoint: undo
+                # it, so dropout and the like draw what they would have (bit-identical without
+                # augmentation and with num_workers 0; tests/test_preemption.py).
+                torch.set_rng_state(rng)
+        else:  # RandomSampler.__iter__ (torch 2.x) without a generator, without replacement
+            seed, skip = int(torch.empty((), dtype=torch.int64).random_().item()), 0
+        self.seed = seed
+        generator = torch.Generator()
+        generator.manual_seed(seed)
+        yield from torch.randperm(len(self.data_source), generator=generator).tolist()[skip:]
 
 
 class ArrayDataModule(pl.LightningDataModule):
@@ -204,6 +243,7 @@ class ArrayDataModule(pl.LightningDataModule):
         self.fingerprint: str | None = None
         self.scaler: StandardScaler | None = None
         self._restored: dict[str, Any] | None = None
+        self._train_sampler: ResumableRandomSampler | None = None
 
     # --------------------------------------------------------------------------- to implement
 
@@ -455,11 +495,15 @@ class ArrayDataModule(pl.LightningDataModule):
                 self._on_device[key] = (dataset, dataset.to(device))
             dataset = self._on_device[key][1]
         batched = isinstance(dataset, TensorBatchDataset)
+        if shuffle:
+            sampler = self._train_sampler = ResumableRandomSampler(dataset)
+            order = (self._restored or {}).pop("train_order", None)
+            if order is not None:
+                sampler.resume_at(order["seed"], order["samples_done"], order.get("torch_rng"))
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
-            shuffle=shuffle,
-            sampler=None if shuffle else eval_sampler(dataset),
+            sampler=sampler if shuffle else eval_sampler(dataset),
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             collate_fn=passthrough if batched else None,
@@ -482,18 +526,38 @@ class ArrayDataModule(pl.LightningDataModule):
     def state_dict(self) -> dict[str, Any]:
         if self.split_indices is None:
             return {}
-        return {
+        state = {
             "split_hash": self.split_hash,
             "fingerprint": self.fingerprint,
             "sizes": {k: int(len(v)) for k, v in self.split_indices.items()},
             "split": {"strategy": self.strategy, "seed": self.seed, "n_folds": self.n_folds, "fold": self.fold, "gap": self.gap},
             "preprocessing": self.preprocessing,
         }
+        order = self._train_order()
+        if order is not None:
+            state["train_order"] = order
+        return state
+
+    def _train_order(self) -> dict[str, int] | None:
+        """For a checkpoint written mid-epoch: the epoch's permutation seed and the samples its
+        finished batches took (``ResumableRandomSampler``); None at an epoch's end or outside fit."""
+        trainer, sampler = self.trainer, self._train_sampler
+        if trainer is None or sampler is None or sampler.seed is None or trainer.world_size > 1 or trainer.state.fn != "fit":
+            return None
+        # Lightning's count of this epoch's finished training batches; a resumed run starts at the
+        # next one (its restart logic, loops/training_epoch_loop.py), so these are the samples to skip.
+        done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        if not 0 < done < trainer.num_training_batches:
+            return None
+        return {"seed": sampler.seed, "samples_done": int(done) * self.batch_size, "torch_rng": torch.get_rng_state()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if not state:
             return
         self._restored = dict(state)
+        if "train_order" in state:
+            # Lightning warns that a plain DataLoader cannot resume mid-epoch; this one can (_loader).
+            warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch ended")
         if self.split_indices is not None:
             self._check_restored()
 

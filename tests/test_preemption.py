@@ -59,6 +59,7 @@ def _fit_small(ckdir, epochs, *extra):
         cli.main(["fit", "--config", str(ROOT / "configs/mlp_digits.yaml"), "--trainer.enable_progress_bar", "false",
                   "--trainer.limit_train_batches", "4", "--trainer.limit_val_batches", "2", "--trainer.limit_test_batches", "1",
                   "--model.init_args.scheduler_kwargs", "{T_max: 4}", "--trainer.max_epochs", str(epochs),
+                  "--data.init_args.augment", "false",  # augmentation drawn while prefetching: see the README
                   "--checkpoint.dirpath", str(ckdir), "--trainer.default_root_dir", str(ckdir), *extra])
 
 
@@ -80,8 +81,9 @@ def uninterrupted(tmp_path_factory):
 @pytest.mark.parametrize("signum, epoch, where, batch", [
     (signal.SIGUSR1, 1, "val", 0),  # inside validation: the resumed run used to fail (no val/loss for EarlyStopping)
     (signal.SIGTERM, 3, "train", -1),  # the last run's last batch: its validation and best checkpoint used to be skipped
-], ids=["sigusr1-in-validation", "sigterm-at-the-last-batch"])
-def test_a_signal_from_the_epochs_last_batch_on_stops_at_its_end_and_the_resumed_run_is_identical(
+    (signal.SIGTERM, 1, "train", 1),  # mid-epoch: the resumed epoch used to reshuffle (rows repeated, others missed)
+], ids=["sigusr1-in-validation", "sigterm-at-the-last-batch", "sigterm-mid-epoch"])
+def test_a_signal_stops_at_a_batch_or_epoch_end_and_the_resumed_run_is_identical(
         uninterrupted, tmp_path, signum, epoch, where, batch):
     whole, expected = uninterrupted
 
@@ -92,7 +94,8 @@ def test_a_signal_from_the_epochs_last_batch_on_stops_at_its_end_and_the_resumed
         _fit_small(tmp_path / "cut", 4, *plant)
     assert exc.value.code == 128 + signum
     stopped = torch.load(tmp_path / "cut" / "last.ckpt", weights_only=True)
-    assert (stopped["epoch"], stopped["global_step"]) == (epoch, 4 * (epoch + 1))  # after the epoch, not inside it
+    # from the last batch on, after the epoch; before it, after the batch
+    assert (stopped["epoch"], stopped["global_step"]) == (epoch, 4 * epoch + (4 if batch == -1 or where == "val" else batch + 1))
     _fit_small(tmp_path / "cut", 4, "--ckpt_path", "last")
     resumed, got = _state(tmp_path / "cut")
     assert got == expected  # epoch, step, best checkpoint and score, early-stopping count
@@ -125,3 +128,23 @@ def test_sigusr1_in_process_stops_at_the_next_batch_boundary_with_a_checkpoint(t
     ckpt = torch.load(Path(trainer.checkpoint_callback.dirpath) / "last.ckpt", weights_only=True)
     assert ckpt["global_step"] == steps_per_epoch + 3  # sent as the 4th batch of the 2nd epoch starts: before it
     assert signal.getsignal(signal.SIGUSR1) == before  # handlers given back
+
+
+def test_the_resumable_sampler_draws_randomsamplers_order_and_resumes_part_way():
+    from torch.utils.data import RandomSampler
+
+    from datamodules.base import ResumableRandomSampler
+
+    data = list(range(50))
+    torch.manual_seed(3)
+    expected = list(RandomSampler(data))
+    after = torch.get_rng_state()
+    torch.manual_seed(3)
+    sampler = ResumableRandomSampler(data)
+    assert list(sampler) == expected  # the same order from the same global RNG draw: runs unchanged
+    assert torch.equal(torch.get_rng_state(), after)
+    seed = sampler.seed
+    torch.manual_seed(99)  # whatever the RNG holds now, the resumed epoch is the saved one
+    sampler.resume_at(seed, 20)
+    assert list(sampler) == expected[20:]
+    assert list(sampler) != expected  # and the next epoch draws a new order
