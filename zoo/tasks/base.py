@@ -351,8 +351,9 @@ class ZooTask(pl.LightningModule):
         and wait on it forever (NCCL) or fail with a bare connection error (gloo). So the ranks
         reduce the first bad position (min over ranks) and all raise at the same step: one scalar
         all-reduce on the steps that already read the device, none on a single process.
-        ``on_save_checkpoint`` checks locally only: a preemption save can happen on one rank alone,
-        and a collective there could never complete."""
+        ``on_save_checkpoint`` checks locally only: a save can come from code that runs on one rank
+        alone (a user's own ``trainer.save_checkpoint`` under ``rank_zero_only``), and a collective
+        there could never complete."""
         led = self._ledger
         if led.buf is None or not led.steps:
             return
